@@ -1,0 +1,1 @@
+"""The gateway: the one public process, routing to the auth and task services."""

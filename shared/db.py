@@ -1,0 +1,247 @@
+"""Database access for both services: one engine factory, one session dependency.
+
+PostgreSQL (Neon or any other) goes through asyncpg; with no DATABASE_URL each service keeps
+its data in its own SQLite file. Models declare no schema: on PostgreSQL the engine maps them
+into the service's schema, so the same models run on SQLite, which has none.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, Request
+from sqlalchemy import DateTime, event, text
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+if TYPE_CHECKING:
+    from shared.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+DatabaseKind = Literal["postgresql", "sqlite"]
+
+_POSTGRES_DRIVERS = {
+    "postgres",
+    "postgresql",
+    "postgresql+asyncpg",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+}
+_SQLITE_DRIVERS = {"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"}
+_SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+# Deterministic constraint names, so migrations and models agree on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Neon suspends idle computes after about five minutes; recycle pooled connections before that.
+POOL_RECYCLE_SECONDS = 240
+
+
+@dataclass(frozen=True)
+class ConnectionTarget:
+    """A DATABASE_URL translated for SQLAlchemy's async drivers."""
+
+    url: URL
+    connect_args: dict[str, Any]
+    kind: DatabaseKind
+
+    @property
+    def uses_transaction_pooler(self) -> bool:
+        """Neon's `-pooler` hosts are PgBouncer in transaction mode."""
+        return self.kind == "postgresql" and "-pooler" in (self.url.host or "")
+
+    @property
+    def safe_description(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+
+def translate_database_url(raw: str) -> ConnectionTarget:
+    """Accept a URL as Neon's console prints it (libpq style) and make it asyncpg's.
+
+    `sslmode` becomes asyncpg's `ssl`; libpq-only parameters asyncpg would reject
+    (`channel_binding`, `options`, ...) are dropped. Raises ValueError on anything else.
+    """
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ValueError("DATABASE_URL is not a valid database URL") from None
+
+    if url.drivername in _SQLITE_DRIVERS:
+        return ConnectionTarget(url.set(drivername="sqlite+aiosqlite"), {}, "sqlite")
+    if url.drivername not in _POSTGRES_DRIVERS:
+        raise ValueError(f"DATABASE_URL scheme {url.drivername!r} is not PostgreSQL or SQLite")
+
+    query = dict(url.query)
+    connect_args: dict[str, Any] = {}
+    sslmode = query.pop("sslmode", None)
+    if sslmode is not None:
+        if not isinstance(sslmode, str) or sslmode not in _SSL_MODES:
+            raise ValueError(f"DATABASE_URL sslmode must be one of {sorted(_SSL_MODES)}")
+        connect_args["ssl"] = sslmode
+    application_name = query.pop("application_name", None)
+    if isinstance(application_name, str):
+        connect_args["server_settings"] = {"application_name": application_name}
+    if query:
+        logger.info("Ignoring DATABASE_URL parameters asyncpg does not take: %s", sorted(query))
+    url = url.set(drivername="postgresql+asyncpg", query={})
+    return ConnectionTarget(url, connect_args, "postgresql")
+
+
+@dataclass
+class Database:
+    """An engine and its session factory, plus what a service needs to know about them."""
+
+    engine: AsyncEngine
+    kind: DatabaseKind
+    schema: str | None
+    location: str
+    sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessionmaker = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
+
+    async def ping(self) -> None:
+        """Run a real query; raises if the database cannot answer."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_database(settings: ServiceSettings, *, schema: str, name: str) -> Database:
+    """The engine for one service: its PostgreSQL schema, or its own SQLite file."""
+    if settings.database_url is None:
+        path = settings.data_dir / f"{name}.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = ConnectionTarget(URL.create("sqlite+aiosqlite", database=str(path)), {}, "sqlite")
+    else:
+        target = translate_database_url(settings.database_url.get_secret_value())
+
+    if target.kind == "sqlite":
+        return _create_sqlite(target, settings)
+    return _create_postgres(target, settings, schema)
+
+
+def _create_postgres(target: ConnectionTarget, settings: ServiceSettings, schema: str) -> Database:
+    connect_args: dict[str, Any] = {
+        **target.connect_args,
+        "timeout": settings.db_connect_timeout,
+        "command_timeout": settings.db_command_timeout,
+    }
+    if target.uses_transaction_pooler:
+        # PgBouncer may hand each statement of a session to a different server connection:
+        # no statement caches, and statement names that cannot collide across clients.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+    engine = create_async_engine(
+        target.url,
+        connect_args=connect_args,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_connect_timeout,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        pool_pre_ping=True,
+        execution_options={"schema_translate_map": {None: schema}},
+    )
+    return Database(engine, "postgresql", schema, target.safe_description)
+
+
+def _create_sqlite(target: ConnectionTarget, settings: ServiceSettings) -> Database:
+    # One connection per process: SQLite allows one writer at a time anyway, and a single
+    # connection cannot deadlock with itself upgrading a read lock ("database is locked").
+    engine = create_async_engine(
+        target.url,
+        connect_args={"timeout": settings.db_command_timeout},
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=settings.db_command_timeout,
+    )
+    event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+    return Database(engine, "sqlite", None, target.url.database or "")
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+# SQLSTATE classes meaning "no usable connection": connection exceptions (08), rejected
+# credentials (28), unknown database (3D000), too many connections (53300) and server
+# shutdown or start-up (57P01-57P03). From a client's side they all read "unavailable".
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True for failures that mean "cannot use the database now", not bad SQL or data."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return bool(exc.connection_invalidated) or (
+            isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+        )
+    # asyncpg raises these unwrapped while connecting (refused, stalled).
+    return isinstance(exc, OSError | TimeoutError)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session on the app's database for the length of one request."""
+    database: Database = request.app.state.database
+    async with database.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,0 +1,140 @@
+"""Alembic for each service's own schema, run at start-up and from the alembic CLI.
+
+Each service keeps its migration history and its version table in its own schema, so two
+services can share one PostgreSQL database without seeing each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.autogenerate.api import AutogenContext
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import CreateSchema
+from sqlmodel.sql.sqltypes import AutoString
+
+from shared.db import Database, UTCDateTime
+
+VERSION_TABLE = "alembic_version"
+
+
+def _lock_key(schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key per schema."""
+    digest = hashlib.sha256(f"todo-migrations:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _prepare(connection: AsyncConnection, database: Database) -> None:
+    """Serialize concurrent upgraders and make sure the schema exists."""
+    if database.kind != "postgresql" or database.schema is None:
+        return
+    # A transaction-level lock: released at commit, and safe behind a transaction pooler.
+    # Another instance starting at the same time waits here, then finds nothing to do.
+    await connection.execute(
+        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(database.schema)}
+    )
+    await connection.execute(CreateSchema(database.schema, if_not_exists=True))
+
+
+def alembic_config(migrations_dir: Path, schema: str | None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.attributes["schema"] = schema
+    return config
+
+
+async def upgrade_database(database: Database, migrations_dir: Path) -> None:
+    """Bring the service's schema to the newest revision."""
+    config = alembic_config(migrations_dir, database.schema)
+
+    def upgrade(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    async with database.engine.connect() as connection:
+        await _prepare(connection, database)
+        await connection.run_sync(upgrade)
+        await connection.commit()
+
+
+def use_schema(connection: Connection, schema: str | None) -> None:
+    """Make the service's schema the default one for this transaction (PostgreSQL only).
+
+    Reflection (autogenerate) reads the default schema; emitted SQL is schema-qualified by
+    the engine's translate map either way.
+    """
+    if schema is not None and connection.dialect.name == "postgresql":
+        connection.execute(text(f'SET LOCAL search_path TO "{schema}"'))
+        connection.dialect.default_schema_name = schema
+
+
+def context_options(metadata: MetaData, schema: str | None, dialect: str) -> dict[str, Any]:
+    """How Alembic sees one service: its metadata, its schema, its version table."""
+    return {
+        "target_metadata": metadata,
+        "version_table": VERSION_TABLE,
+        "version_table_schema": schema,
+        "include_name": _include_name,
+        "render_item": _render_item,
+        "render_as_batch": dialect == "sqlite",
+        "compare_type": True,
+    }
+
+
+def _include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
+    # Alembic's own bookkeeping table is not a model; autogenerate must not drop it.
+    return not (type_ == "table" and name == VERSION_TABLE)
+
+
+def _render_item(type_: str, obj: Any, _context: AutogenContext) -> str | bool:
+    """Write plain SQLAlchemy types into migrations, so they never import app code."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, AutoString):
+        return f"sa.String(length={obj.length})" if obj.length else "sa.String()"
+    return False
+
+
+def run_env(metadata: MetaData, open_database: Callable[[], Database]) -> None:
+    """The body of a service's `migrations/env.py`.
+
+    At start-up the service hands Alembic a connection; from the CLI
+    (`alembic -c <service>/alembic.ini ...`) the database comes from the environment.
+    """
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _run(connection, metadata, context.config.attributes.get("schema"))
+        return
+    asyncio.run(_run_from_cli(metadata, open_database()))
+
+
+def _run(connection: Connection, metadata: MetaData, schema: str | None) -> None:
+    default_schema = connection.dialect.default_schema_name
+    try:
+        use_schema(connection, schema)
+        context.configure(
+            connection=connection,
+            **context_options(metadata, schema, connection.dialect.name),
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        # The dialect is shared with the engine the service goes on to use.
+        connection.dialect.default_schema_name = default_schema
+
+
+async def _run_from_cli(metadata: MetaData, database: Database) -> None:
+    try:
+        async with database.engine.connect() as connection:
+            await _prepare(connection, database)
+            await connection.run_sync(_run, metadata, database.schema)
+            await connection.commit()
+    finally:
+        await database.dispose()

@@ -1,0 +1,152 @@
+"""Settings every process shares, read from the environment (and `.env` when present).
+
+Each service subclasses these; nothing here knows about a particular service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, TypeVar
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+AppEnv = Literal["development", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+# Used only outside production, with a loud warning: lets the services of a checkout agree on a
+# signing key with zero set-up. `app.py` replaces it with a persisted random key for the stack.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-deploy-0000"  # noqa: S105 (public on purpose)
+MIN_SECRET_BYTES = 32
+
+
+def _split_comma_list(value: Any) -> Any:
+    """Read `a, b` as a list; a JSON array is accepted too."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+# pydantic-settings would JSON-decode a list field from the environment and reject `a,b`;
+# NoDecode hands the raw string to the validator instead.
+CommaSeparatedList = Annotated[list[str], NoDecode, BeforeValidator(_split_comma_list)]
+
+
+# A PostgreSQL schema name we can put in SQL without quoting surprises.
+SchemaName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def default_data_dir(persistent: Path = Path("/data")) -> Path:
+    """`/data` when it is a writable directory (persistent storage on a Space), else `./data`."""
+    if persistent.is_dir() and os.access(persistent, os.W_OK):
+        return persistent
+    return Path("data").resolve()
+
+
+class CommonSettings(BaseSettings):
+    """What every process reads, the gateway included."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    app_env: AppEnv = "development"
+    log_level: Annotated[LogLevel, BeforeValidator(_upper)] = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+
+class ServiceSettings(CommonSettings):
+    """What a service with a database and tokens reads (auth and task services)."""
+
+    database_url: SecretStr | None = None
+    data_dir: Path = Field(default_factory=default_data_dir)
+    secret_key: SecretStr | None = None
+    better_auth_secret: SecretStr | None = None
+
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=5, ge=0, le=100)
+    db_connect_timeout: float = Field(default=10.0, gt=0, le=120)
+    db_command_timeout: float = Field(default=15.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _require_production_values(self) -> Self:
+        if not self.is_production:
+            return self
+        problems = []
+        if self.database_url is None or not self.database_url.get_secret_value().strip():
+            problems.append("DATABASE_URL is not set (production needs PostgreSQL)")
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if len(key.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"SECRET_KEY must be set to at least {MIN_SECRET_BYTES} bytes")
+        if problems:
+            raise ValueError("APP_ENV=production but " + "; ".join(problems))
+        return self
+
+    @property
+    def signing_key(self) -> str:
+        """The key that signs and verifies this deployment's own tokens."""
+        if self.secret_key and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value()
+        return DEV_SECRET_KEY
+
+    @property
+    def verification_secrets(self) -> list[str]:
+        """HS256 keys accepted on incoming tokens: ours, then the frontend's when it differs."""
+        secrets = [self.signing_key]
+        if self.better_auth_secret:
+            frontend = self.better_auth_secret.get_secret_value()
+            if frontend and frontend not in secrets:
+                secrets.append(frontend)
+        return secrets
+
+    def startup_warnings(self) -> list[str]:
+        """Configuration that works but must not reach production unnoticed."""
+        warnings = []
+        if self.signing_key == DEV_SECRET_KEY:
+            warnings.append(
+                "SECRET_KEY is not set: using a PUBLIC development key. Anyone can forge tokens. "
+                "Set SECRET_KEY (32+ random bytes) before exposing this service."
+            )
+        elif len(self.signing_key.encode()) < MIN_SECRET_BYTES:
+            warnings.append(
+                f"SECRET_KEY is shorter than {MIN_SECRET_BYTES} bytes: use a longer one."
+            )
+        if self.database_url is None:
+            warnings.append(
+                f"DATABASE_URL is not set: data lives in local SQLite files under {self.data_dir}. "
+                "Set DATABASE_URL to a PostgreSQL database for durable, shared storage."
+            )
+        return warnings
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad variable, without echoing values (they may be secrets)."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        location = "_".join(str(part) for part in error["loc"]).upper()
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Read settings from the environment, or exit with one line saying what is wrong."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        raise SystemExit(f"Invalid configuration: {describe_validation_error(exc)}") from None

@@ -1,0 +1,202 @@
+"""Bearer-token verification: the one verifier both services use.
+
+Accepted, and nothing else:
+- HS256 tokens signed with SECRET_KEY (our auth service) or BETTER_AUTH_SECRET (tokens the
+  Next.js frontend mints itself);
+- when a JWKS URL is configured, tokens from Better Auth's JWT plugin (EdDSA by default),
+  checked against the keys it publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+
+logger = logging.getLogger(__name__)
+
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 (a token kind, not a secret)
+MAX_TOKEN_BYTES = 8 * 1024
+MAX_SUBJECT_LENGTH = 255
+DEFAULT_LEEWAY_SECONDS = 30
+# Algorithms Better Auth's JWT plugin can sign with; each needs a matching published key.
+JWKS_ALGORITHMS = frozenset({"EdDSA", "ES256", "ES512", "RS256", "PS256"})
+_ACCEPTED_TYP = frozenset({"JWT", "AT+JWT"})
+
+
+class InvalidTokenError(Exception):
+    """The token is not one this service accepts (answer 401)."""
+
+
+class SigningKeysUnavailableError(Exception):
+    """The keys needed to check a token could not be fetched (answer 503)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Whoever a verified token speaks for."""
+
+    user_id: str
+    claims: Mapping[str, Any]
+
+
+class JWKSCache:
+    """Public keys from a JWKS URL: cached, refreshed when stale or on an unknown key id.
+
+    Fetch attempts are spaced at least `min_refresh_interval` apart, so neither tokens with
+    made-up key ids nor a JWKS endpoint that is down can turn into one fetch per request.
+    Stale keys keep serving while the endpoint is down; only having no keys is an outage.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl: float = 300.0,
+        min_refresh_interval: float = 10.0,
+        timeout: float = 5.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = url
+        self.ttl = ttl
+        self.min_refresh_interval = min_refresh_interval
+        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._keys: dict[str | None, jwt.PyJWK] = {}
+        self._fetched_at = -float("inf")
+        self._next_attempt = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def get_key(self, kid: str | None) -> jwt.PyJWK:
+        if time.monotonic() - self._fetched_at > self.ttl:
+            await self._refresh()
+        key = self._lookup(kid)
+        if key is None:
+            await self._refresh()  # the key may have been rotated in since the last fetch
+            key = self._lookup(kid)
+        if key is None:
+            if not self._keys:
+                raise SigningKeysUnavailableError("no signing keys are available")
+            raise InvalidTokenError("unknown signing key")
+        return key
+
+    def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if now < self._next_attempt:
+                return  # fetched (or tried) moments ago, possibly while this call waited
+            self._next_attempt = now + self.min_refresh_interval
+            try:
+                response = await self._client.get(self.url)
+                response.raise_for_status()
+                key_set = jwt.PyJWKSet.from_dict(response.json())
+            except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+                logger.warning("Could not fetch signing keys from the JWKS URL: %s", exc)
+                return
+            self._keys = {key.key_id: key for key in key_set.keys}
+            self._fetched_at = now
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class TokenVerifier:
+    """Checks a bearer token and names the user it speaks for."""
+
+    def __init__(
+        self,
+        secrets: Sequence[str],
+        *,
+        jwks: JWKSCache | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
+        leeway: float = DEFAULT_LEEWAY_SECONDS,
+    ) -> None:
+        if not secrets:
+            raise ValueError("at least one HS256 secret is required")
+        self.secrets = list(secrets)
+        self.jwks = jwks
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+
+    async def verify(self, token: str) -> Principal:
+        """Return the principal, or raise InvalidTokenError / SigningKeysUnavailableError."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidTokenError("token too large")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidTokenError("malformed token") from None
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.upper() not in _ACCEPTED_TYP):
+            raise InvalidTokenError("not a JWT access token")
+
+        algorithm = header.get("alg")
+        if algorithm == "HS256":
+            claims = self._decode_hs256(token)
+        elif self.jwks is not None and algorithm in JWKS_ALGORITHMS:
+            kid = header.get("kid")
+            key = await self.jwks.get_key(kid if isinstance(kid, str) else None)
+            claims = self._decode(token, key, str(algorithm), check_issuer=True)
+        else:
+            raise InvalidTokenError("unsupported signing algorithm")
+        return Principal(user_id=_subject(claims), claims=claims)
+
+    async def aclose(self) -> None:
+        if self.jwks is not None:
+            await self.jwks.aclose()
+
+    def _decode_hs256(self, token: str) -> dict[str, Any]:
+        for secret in self.secrets:
+            try:
+                return self._decode(token, secret, "HS256", check_issuer=False)
+            except jwt.InvalidSignatureError:
+                continue
+        raise InvalidTokenError("bad signature")
+
+    def _decode(
+        self, token: str, key: str | jwt.PyJWK, algorithm: str, *, check_issuer: bool
+    ) -> dict[str, Any]:
+        audience = self.audience if check_issuer else None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=self.issuer if check_issuer else None,
+                leeway=self.leeway,
+                options={"require": ["exp"], "verify_aud": audience is not None},
+            )
+        except jwt.InvalidSignatureError:
+            raise
+        except jwt.PyJWTError as exc:
+            raise InvalidTokenError(str(exc)) from None
+        token_type = claims.get("type")
+        if token_type is not None and token_type != ACCESS_TOKEN_TYPE:
+            raise InvalidTokenError("not an access token")
+        return claims
+
+
+def _subject(claims: Mapping[str, Any]) -> str:
+    """The user id: `sub`, or the `id` / `userId` claim some frontends put it in."""
+    for name in ("sub", "id", "userId"):
+        value = claims.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value.strip():
+            if len(value) > MAX_SUBJECT_LENGTH:
+                raise InvalidTokenError("subject too long")
+            return value
+    raise InvalidTokenError("token names no subject")

@@ -1,0 +1,1 @@
+"""The task service: each user's tasks, behind tokens it verifies itself."""
