@@ -1,0 +1,34 @@
+"""Builds the auth service's ASGI app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from auth_service.routes import router
+from auth_service.settings import AuthSettings
+from shared.service import create_service_app
+from shared.settings import load_settings
+from shared.tokens import TokenVerifier
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: AuthSettings | None = None) -> FastAPI:
+    """The auth service; settings come from the environment unless given."""
+    settings = settings or load_settings(AuthSettings)
+    return create_service_app(
+        name="auth",
+        title="Todo auth service",
+        description="Accounts, sign-in and tokens.",
+        settings=settings,
+        schema=settings.auth_db_schema,
+        migrations_dir=MIGRATIONS_DIR,
+        routers=[router],
+        verifier=TokenVerifier(settings.verification_secrets),
+        openapi_tags=[
+            {"name": "auth", "description": "Register, sign in, refresh and sign out"},
+            {"name": "users", "description": "The signed-in account"},
+        ],
+    )

@@ -1,0 +1,198 @@
+"""Every endpoint of the auth service."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from auth_service import crud
+from auth_service.deps import CurrentUser, SettingsDep
+from auth_service.models import User, new_id
+from auth_service.schemas import (
+    LOGIN_REQUEST_BODY,
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenResponse,
+    UserPublic,
+)
+from auth_service.security import (
+    create_access_token,
+    create_refresh_token,
+    decode_refresh_token,
+    hash_password,
+    verify_password,
+)
+from auth_service.settings import AuthSettings
+from shared.auth import unauthorized
+from shared.db import SessionDep
+from shared.errors import error_responses
+from shared.tokens import InvalidTokenError
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+_FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+
+async def _issue_tokens(
+    session: SessionDep, settings: AuthSettings, user: User, *, family_id: str | None = None
+) -> TokenResponse:
+    """A fresh access token and a refresh token (of a new family unless one is given)."""
+    refresh = create_refresh_token(
+        user_id=user.id,
+        family_id=family_id or new_id(),
+        key=settings.signing_key,
+        lifetime_seconds=settings.refresh_token_expire_days * 86_400,
+    )
+    await crud.store_refresh_token(session, user_id=user.id, issued=refresh)
+    lifetime = settings.access_token_expire_minutes * 60
+    return TokenResponse(
+        access_token=create_access_token(
+            user_id=user.id,
+            email=user.email,
+            name=user.name,
+            key=settings.signing_key,
+            lifetime_seconds=lifetime,
+        ),
+        refresh_token=refresh.token,
+        expires_in=lifetime,
+        user=UserPublic.model_validate(user, from_attributes=True),
+    )
+
+
+@router.post(
+    "/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenResponse,
+    responses=error_responses(409, 503),
+    tags=["auth"],
+)
+async def register(
+    body: RegisterRequest, session: SessionDep, settings: SettingsDep
+) -> TokenResponse:
+    """Create an account and sign it in."""
+    hashed = await hash_password(body.password)
+    try:
+        user = await crud.create_user(
+            session, email=body.email, name=body.name, hashed_password=hashed
+        )
+    except crud.EmailTakenError:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT,
+            detail="An account with this email already exists",
+        ) from None
+    logger.info("Registered user %s", user.id)
+    return await _issue_tokens(session, settings, user)
+
+
+async def _read_credentials(request: Request) -> LoginRequest:
+    """JSON `{email, password}`, or an OAuth2 password form (`username`, `password`)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    data: Any
+    if content_type in _FORM_TYPES:
+        form = await request.form()
+        data = {"email": form.get("username"), "password": form.get("password")}
+    elif content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            data = await request.json()
+        except ValueError:
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
+            ) from None
+    else:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "content_type",
+                    "loc": ("body",),
+                    "msg": "Send JSON (application/json) or an OAuth2 password form",
+                }
+            ]
+        )
+    try:
+        return LoginRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+        ) from None
+
+
+@router.post(
+    "/auth/login",
+    response_model=TokenResponse,
+    responses=error_responses(401, 422, 503),
+    openapi_extra={"requestBody": LOGIN_REQUEST_BODY},
+    tags=["auth"],
+)
+async def login(request: Request, session: SessionDep, settings: SettingsDep) -> TokenResponse:
+    """Sign in with email and password (JSON, or the form the /docs Authorize button sends)."""
+    credentials = await _read_credentials(request)
+    user = await crud.get_user_by_email(session, email=credentials.email)
+    matches, new_hash = await verify_password(
+        credentials.password, user.hashed_password if user else None
+    )
+    if user is None or not matches:
+        raise unauthorized("Incorrect email or password")
+    if new_hash is not None:
+        await crud.replace_password_hash(session, user=user, hashed_password=new_hash)
+    return await _issue_tokens(session, settings, user)
+
+
+@router.post(
+    "/auth/refresh",
+    response_model=TokenResponse,
+    responses=error_responses(401, 503),
+    tags=["auth"],
+)
+async def refresh(
+    body: RefreshRequest, session: SessionDep, settings: SettingsDep
+) -> TokenResponse:
+    """Trade a refresh token for a new pair. Each refresh token works once."""
+    try:
+        decode_refresh_token(body.refresh_token, key=settings.signing_key)
+        consumed = await crud.consume_refresh_token(session, token=body.refresh_token)
+    except crud.RefreshTokenReusedError:
+        logger.warning("Refresh token reused: its token family was revoked")
+        raise unauthorized("Refresh token reuse detected; sign in again") from None
+    except (InvalidTokenError, crud.RefreshTokenRejectedError):
+        raise unauthorized("Invalid or expired refresh token") from None
+    user = await crud.get_user(session, user_id=consumed.user_id)
+    if user is None:
+        raise unauthorized("Unknown user")
+    return await _issue_tokens(session, settings, user, family_id=consumed.family_id)
+
+
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 503),
+    tags=["auth"],
+)
+async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Response:
+    """End the session: the refresh token, and every token rotated from it, stop working."""
+    try:
+        claims = decode_refresh_token(
+            body.refresh_token, key=settings.signing_key, verify_exp=False
+        )
+    except InvalidTokenError:
+        raise unauthorized("Invalid refresh token") from None
+    await crud.revoke_family(session, family_id=str(claims["fam"]))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/api/users/me",
+    response_model=UserPublic,
+    responses=error_responses(401, 503),
+    tags=["users"],
+)
+async def read_me(user: CurrentUser) -> UserPublic:
+    """The signed-in account."""
+    return UserPublic.model_validate(user, from_attributes=True)
