@@ -1,0 +1,96 @@
+"""GET /api/users/me and what tokens it accepts."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from auth_service.models import User
+from tests.support.tokens import SECRET_KEY, bearer, mint, unsigned
+
+
+@pytest.fixture
+async def user_id(client: httpx.AsyncClient) -> str:
+    response = await client.post(
+        "/auth/register", json={"email": "kay@example.com", "password": "correct horse"}
+    )
+    assert response.status_code == 201
+    return str(response.json()["user"]["id"])
+
+
+async def test_me_returns_the_signed_in_account(client: httpx.AsyncClient, user_id: str) -> None:
+    response = await client.get("/api/users/me", headers=bearer(mint(sub=user_id)))
+
+    assert response.status_code == 200
+    assert response.json()["id"] == user_id
+    assert response.json()["email"] == "kay@example.com"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic a2F5OnB3"},
+        {"Authorization": "Bearer not.a.jwt"},
+    ],
+)
+async def test_missing_or_malformed_credentials_are_401_with_a_challenge(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.get("/api/users/me", headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert isinstance(response.json()["detail"], str)
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        pytest.param(lambda uid: unsigned(sub=uid), id="alg-none"),
+        pytest.param(lambda uid: mint(sub=uid, lifetime=-120), id="expired"),
+        pytest.param(
+            lambda uid: mint("wrong-secret-0123456789abcdef-0123456789ab", sub=uid), id="forged"
+        ),
+        pytest.param(lambda uid: mint(sub=uid, type="refresh"), id="refresh-type"),
+        pytest.param(lambda uid: mint(sub=None), id="no-subject"),
+        pytest.param(lambda uid: mint(sub=uid, exp=None), id="no-expiry"),
+        pytest.param(lambda uid: mint(sub=uid, iat=int(time.time()) + 3600), id="issued-in-future"),
+    ],
+)
+async def test_unacceptable_tokens_are_401(
+    client: httpx.AsyncClient, user_id: str, make_token: object
+) -> None:
+    assert callable(make_token)
+    response = await client.get("/api/users/me", headers=bearer(make_token(user_id)))
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_token_of_a_deleted_account_is_401(
+    client: httpx.AsyncClient, auth_app: FastAPI, user_id: str
+) -> None:
+    async with auth_app.state.database.sessionmaker() as session:
+        user = await session.get(User, user_id)
+        assert user is not None
+        await session.delete(user)
+        await session.commit()
+
+    response = await client.get("/api/users/me", headers=bearer(mint(sub=user_id)))
+
+    assert response.status_code == 401
+
+
+async def test_token_signed_with_the_secret_is_valid_within_leeway(
+    client: httpx.AsyncClient, user_id: str
+) -> None:
+    # Clocks of two machines drift: a token that expired seconds ago still passes.
+    token = mint(SECRET_KEY, sub=user_id, lifetime=-5)
+
+    assert (await client.get("/api/users/me", headers=bearer(token))).status_code == 200

@@ -1,0 +1,126 @@
+"""GET /health, and behaviour while the database is unreachable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from auth_service.app import create_app
+from tests.auth_service.conftest import auth_settings
+from tests.support.databases import Backend, drop_schema, rewrite_url
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.tokens import bearer
+
+
+async def test_health_runs_a_real_query(client: httpx.AsyncClient, backend: Backend) -> None:
+    response = await client.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == body["database"] == "ok"
+    assert body["storage"] == ("postgresql" if backend.is_postgres else "sqlite")
+    assert (body["warning"] is None) == backend.is_postgres
+
+
+@pytest.fixture
+async def proxy(postgres_url: str) -> AsyncIterator[TcpProxy]:
+    target = make_url(postgres_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()
+
+
+@pytest.fixture
+async def app_behind_proxy(
+    proxy: TcpProxy, postgres_url: str, tmp_path: Path
+) -> AsyncIterator[FastAPI]:
+    backend = Backend("postgres", rewrite_url(postgres_url, port=proxy.port), tmp_path)
+    settings = auth_settings(backend, db_connect_timeout=2.0)
+    app = create_app(settings)
+    async with LifespanManager(app):
+        yield app
+    await drop_schema(postgres_url, settings.auth_db_schema)
+
+
+@pytest.mark.postgres
+async def test_database_outage_is_a_fast_503_and_the_service_recovers_by_itself(
+    app_behind_proxy: FastAPI, proxy: TcpProxy
+) -> None:
+    transport = httpx.ASGITransport(app=app_behind_proxy)
+    async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+        registered = await client.post(
+            "/auth/register", json={"email": "ops@example.com", "password": "correct horse"}
+        )
+        token = registered.json()["access_token"]
+
+        await proxy.cut()
+        started = time.monotonic()
+        during = await client.get("/api/users/me", headers=bearer(token))
+        health = await client.get("/health")
+        login = await client.post(
+            "/auth/login", json={"email": "ops@example.com", "password": "correct horse"}
+        )
+        elapsed = time.monotonic() - started
+
+        assert during.status_code == 503
+        assert during.json() == {"detail": "Database unavailable, retry shortly"}
+        assert during.headers["retry-after"] == "5"
+        assert health.status_code == 503
+        assert health.json()["database"] == "unavailable"
+        assert login.status_code == 503
+        assert elapsed < 10
+
+        await proxy.restore()
+        after = await client.get("/api/users/me", headers=bearer(token))
+        assert after.status_code == 200
+        assert (await client.get("/health")).status_code == 200
+
+
+@pytest.mark.postgres
+async def test_start_up_waits_for_a_database_that_is_briefly_down(
+    proxy: TcpProxy, postgres_url: str, tmp_path: Path
+) -> None:
+    backend = Backend("postgres", rewrite_url(postgres_url, port=proxy.port), tmp_path)
+    settings = auth_settings(backend, db_connect_timeout=2.0)
+    app = create_app(settings)
+    await proxy.cut()
+
+    async def bring_back() -> None:
+        await asyncio.sleep(1.0)
+        await proxy.restore()
+
+    restoring = asyncio.create_task(bring_back())
+    try:
+        async with LifespanManager(app, startup_timeout=20):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://a.test") as client:
+                assert (await client.get("/health")).status_code == 200
+    finally:
+        await restoring
+        await drop_schema(postgres_url, settings.auth_db_schema)
+
+
+async def test_database_url_password_never_reaches_the_logs(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The test server trusts every local connection, so any password is accepted.
+    backend = Backend("postgres", rewrite_url(postgres_url, password="s3cr3t-pw"), tmp_path)
+    settings = auth_settings(backend)
+    app = create_app(settings)
+
+    with caplog.at_level("DEBUG"):
+        async with LifespanManager(app):
+            pass
+    await drop_schema(postgres_url, settings.auth_db_schema)
+
+    assert "Storage: postgresql" in caplog.text
+    assert "s3cr3t-pw" not in caplog.text

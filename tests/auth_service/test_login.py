@@ -1,0 +1,183 @@
+"""POST /auth/login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bcrypt
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlmodel import col, select
+
+from auth_service import security
+from auth_service.models import User
+from shared.db import Database
+from tests.support.tokens import bearer
+
+EMAIL = "grace@example.com"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def account(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD})
+    assert response.status_code == 201
+    user: dict[str, Any] = response.json()["user"]
+    return user
+
+
+async def test_login_with_json_returns_a_token_pair(
+    client: httpx.AsyncClient, account: dict[str, Any]
+) -> None:
+    response = await client.post("/auth/login", json={"email": EMAIL, "password": PASSWORD})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["user"] == account
+    me = await client.get("/api/users/me", headers=bearer(body["access_token"]))
+    assert me.json()["id"] == account["id"]
+
+
+async def test_login_with_the_oauth2_form_of_the_docs_page(
+    client: httpx.AsyncClient, account: dict[str, Any]
+) -> None:
+    response = await client.post(
+        "/auth/login",
+        data={"grant_type": "password", "username": EMAIL, "password": PASSWORD},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["user"]["id"] == account["id"]
+
+
+async def test_email_is_matched_whatever_its_case_and_spacing(
+    client: httpx.AsyncClient, account: dict[str, Any]
+) -> None:
+    response = await client.post(
+        "/auth/login", json={"email": "  GRACE@Example.com ", "password": PASSWORD}
+    )
+
+    assert response.status_code == 200
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_401(
+    client: httpx.AsyncClient, account: dict[str, Any]
+) -> None:
+    wrong = await client.post("/auth/login", json={"email": EMAIL, "password": "wrong pass"})
+    unknown = await client.post(
+        "/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}
+    )
+
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json() == {"detail": "Incorrect email or password"}
+    assert wrong.headers["www-authenticate"] == unknown.headers["www-authenticate"] == "Bearer"
+
+
+async def test_unknown_email_still_costs_a_password_verification(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    real_verify = security.password_context.verify
+
+    def spy(secret: str | bytes, hashed: str) -> bool:
+        checked.append(hashed)
+        return bool(real_verify(secret, hashed))
+
+    monkeypatch.setattr(security.password_context, "verify", spy)
+
+    response = await client.post(
+        "/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}
+    )
+
+    assert response.status_code == 401
+    assert len(checked) == 1
+    assert checked[0].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+async def _insert_user_with_hash(app: FastAPI, email: str, hashed: str) -> None:
+    async with app.state.database.sessionmaker() as session:
+        session.add(User(email=email, hashed_password=hashed))
+        await session.commit()
+
+
+async def _stored_hash(app: FastAPI, email: str) -> str:
+    database: Database = app.state.database
+    async with database.sessionmaker() as session:
+        user = (await session.exec(select(User).where(col(User.email) == email))).one()
+    return user.hashed_password
+
+
+@pytest.mark.parametrize("password", ["legacy password", "long " * 20])
+async def test_bcrypt_hash_from_an_earlier_system_verifies_and_is_upgraded(
+    client: httpx.AsyncClient, auth_app: FastAPI, password: str
+) -> None:
+    # bcrypt only ever looked at the first 72 bytes; hashes made that way must keep working.
+    legacy = bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
+    await _insert_user_with_hash(auth_app, "legacy@example.com", legacy)
+
+    response = await client.post(
+        "/auth/login", json={"email": "legacy@example.com", "password": password}
+    )
+
+    assert response.status_code == 200
+    upgraded = await _stored_hash(auth_app, "legacy@example.com")
+    assert upgraded.startswith("$argon2id$")
+    again = await client.post(
+        "/auth/login", json={"email": "legacy@example.com", "password": password}
+    )
+    assert again.status_code == 200
+
+
+async def test_wrong_password_against_a_bcrypt_hash_is_401_and_keeps_the_hash(
+    client: httpx.AsyncClient, auth_app: FastAPI
+) -> None:
+    legacy = bcrypt.hashpw(b"legacy password", bcrypt.gensalt(rounds=4)).decode()
+    await _insert_user_with_hash(auth_app, "legacy@example.com", legacy)
+
+    response = await client.post(
+        "/auth/login", json={"email": "legacy@example.com", "password": "not it at all"}
+    )
+
+    assert response.status_code == 401
+    assert await _stored_hash(auth_app, "legacy@example.com") == legacy
+
+
+async def test_corrupt_stored_hash_is_a_plain_401(
+    client: httpx.AsyncClient, auth_app: FastAPI
+) -> None:
+    await _insert_user_with_hash(auth_app, "broken@example.com", "not-a-hash")
+
+    response = await client.post(
+        "/auth/login", json={"email": "broken@example.com", "password": "whatever1"}
+    )
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "location"),
+    [
+        ({"json": {"email": EMAIL}}, "password"),
+        ({"json": {"password": PASSWORD}}, "email"),
+        ({"json": {"email": "", "password": PASSWORD}}, "email"),
+        ({"json": {"email": EMAIL, "password": ""}}, "password"),
+        ({"json": {"email": EMAIL, "password": "p" * 129}}, "password"),
+        ({"json": [EMAIL, PASSWORD]}, "body"),
+        ({"data": {"password": PASSWORD}}, "email"),
+        ({"content": b"{oops", "headers": {"content-type": "application/json"}}, "body"),
+        ({"content": b"email=x", "headers": {"content-type": "text/plain"}}, "body"),
+        ({"content": b""}, "body"),
+    ],
+)
+async def test_malformed_login_is_422_in_fastapi_shape(
+    client: httpx.AsyncClient, kwargs: dict[str, Any], location: str
+) -> None:
+    response = await client.post("/auth/login", **kwargs)
+
+    assert response.status_code == 422
+    errors = response.json()["detail"]
+    assert errors
+    assert all(error["loc"][0] == "body" for error in errors)
+    assert location in {str(error["loc"][-1]) for error in errors}

@@ -1,0 +1,114 @@
+"""The auth schema is created and upgraded by the service itself, safely."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection
+
+from auth_service.app import MIGRATIONS_DIR
+from auth_service.models import metadata
+from shared.db import Database, create_database
+from shared.migrations import _lock_key, context_options, upgrade_database, use_schema
+from tests.auth_service.conftest import auth_settings
+from tests.support.databases import Backend, drop_schema
+
+
+def _database(backend: Backend, schema: str | None = None) -> Database:
+    overrides = {"auth_db_schema": schema} if schema else {}
+    settings = auth_settings(backend, **overrides)
+    return create_database(settings, schema=settings.auth_db_schema, name="auth")
+
+
+async def test_models_and_migrations_agree(backend: Backend) -> None:
+    database = _database(backend)
+    try:
+        await upgrade_database(database, MIGRATIONS_DIR)
+
+        def diff(connection: Connection) -> list[object]:
+            use_schema(connection, database.schema)
+            options = context_options(metadata, database.schema, connection.dialect.name)
+            context = MigrationContext.configure(connection, opts=options)
+            return list(compare_metadata(context, metadata))
+
+        async with database.engine.begin() as connection:
+            differences = await connection.run_sync(diff)
+        assert differences == []
+    finally:
+        await _cleanup(database, backend)
+
+
+async def test_upgrading_twice_is_a_no_op(backend: Backend) -> None:
+    database = _database(backend)
+    try:
+        await upgrade_database(database, MIGRATIONS_DIR)
+        await upgrade_database(database, MIGRATIONS_DIR)
+    finally:
+        await _cleanup(database, backend)
+
+
+@pytest.mark.postgres
+async def test_tables_and_version_live_in_the_service_schema_only(
+    postgres_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    database = _database(Backend("postgres", postgres_url, tmp_path), pg_schema)
+    try:
+        await upgrade_database(database, MIGRATIONS_DIR)
+    finally:
+        await database.dispose()
+
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        tables = await connection.fetch(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_name IN ('users', 'refresh_tokens', 'alembic_version') "
+            "AND table_schema = $1",
+            pg_schema,
+        )
+        version = await connection.fetchval(
+            f'SELECT version_num FROM "{pg_schema}".alembic_version'
+        )
+    finally:
+        await connection.close()
+    assert {row["table_name"] for row in tables} == {"users", "refresh_tokens", "alembic_version"}
+    assert version == "0001"
+
+
+@pytest.mark.postgres
+async def test_concurrent_start_ups_serialize_on_an_advisory_lock(
+    postgres_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    backend = Backend("postgres", postgres_url, tmp_path)
+    first, second = _database(backend, pg_schema), _database(backend, pg_schema)
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        # Stand in for another instance mid-upgrade: hold the schema's lock.
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(pg_schema))
+
+        waiting = asyncio.gather(
+            upgrade_database(first, MIGRATIONS_DIR), upgrade_database(second, MIGRATIONS_DIR)
+        )
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "upgrades must wait for the lock holder"
+
+        await transaction.commit()
+        await asyncio.wait_for(waiting, timeout=30)
+        rows = await holder.fetch(f'SELECT version_num FROM "{pg_schema}".alembic_version')
+        assert [row["version_num"] for row in rows] == ["0001"]
+    finally:
+        await holder.close()
+        await first.dispose()
+        await second.dispose()
+
+
+async def _cleanup(database: Database, backend: Backend) -> None:
+    await database.dispose()
+    if backend.database_url and database.schema:
+        await drop_schema(backend.database_url, database.schema)

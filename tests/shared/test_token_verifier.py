@@ -1,0 +1,232 @@
+"""The one token verifier: what it accepts and what it refuses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shared.tokens import (
+    InvalidTokenError,
+    JWKSCache,
+    SigningKeysUnavailableError,
+    TokenVerifier,
+)
+from tests.support.http_server import free_port, serve
+from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY, mint, unsigned
+
+
+@pytest.fixture
+def verifier() -> TokenVerifier:
+    return TokenVerifier([SECRET_KEY, BETTER_AUTH_SECRET])
+
+
+async def test_own_token_names_its_subject(verifier: TokenVerifier) -> None:
+    principal = await verifier.verify(mint(sub="u-42"))
+
+    assert principal.user_id == "u-42"
+    assert principal.claims["type"] == "access"
+
+
+@pytest.mark.parametrize("claim", ["sub", "id", "userId"])
+async def test_frontend_token_may_name_the_user_in_sub_id_or_userid(
+    verifier: TokenVerifier, claim: str
+) -> None:
+    claims: dict[str, Any] = {"sub": None, "type": None, claim: "ba-user-7"}
+    token = mint(BETTER_AUTH_SECRET, **claims)
+
+    assert (await verifier.verify(token)).user_id == "ba-user-7"
+
+
+async def test_numeric_subject_becomes_a_string(verifier: TokenVerifier) -> None:
+    assert (await verifier.verify(mint(sub=None, id=12))).user_id == "12"
+
+
+async def test_audience_claim_without_configured_audience_is_fine(
+    verifier: TokenVerifier,
+) -> None:
+    assert (await verifier.verify(mint(aud="todo-app"))).user_id == "user-1"
+
+
+REJECTED: list[tuple[str, Callable[[], str]]] = [
+    ("garbage", lambda: "a.b.c"),
+    ("empty", lambda: ""),
+    ("alg-none", unsigned),
+    ("forged", lambda: mint("x" * 40)),
+    ("expired", lambda: mint(lifetime=-120)),
+    ("no-exp", lambda: mint(exp=None)),
+    ("future-iat", lambda: mint(iat=int(time.time()) + 3600)),
+    ("refresh-type", lambda: mint(type="refresh")),
+    ("no-subject", lambda: mint(sub=None)),
+    ("blank-subject", lambda: mint(sub="  ")),
+    ("list-subject", lambda: mint(sub=["a"])),
+    ("huge-subject", lambda: mint(sub="u" * 300)),
+    ("wrong-typ", lambda: mint(headers={"typ": "refresh+jwt"})),
+    ("oversized", lambda: mint(padding="p" * 9000)),
+    ("hs512", lambda: jwt.encode({"sub": "u", "exp": time.time() + 60}, "k" * 64, "HS512")),
+]
+
+
+@pytest.mark.parametrize("make", [m for _, m in REJECTED], ids=[n for n, _ in REJECTED])
+async def test_unacceptable_tokens_are_refused(
+    verifier: TokenVerifier, make: Callable[[], str]
+) -> None:
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(make())
+
+
+async def test_frontend_secret_is_only_trusted_when_configured() -> None:
+    ours_only = TokenVerifier([SECRET_KEY])
+
+    with pytest.raises(InvalidTokenError):
+        await ours_only.verify(mint(BETTER_AUTH_SECRET))
+
+
+async def test_eddsa_token_is_refused_without_a_jwks_url(verifier: TokenVerifier) -> None:
+    key = Ed25519PrivateKey.generate()
+    token = jwt.encode({"sub": "u", "exp": time.time() + 60}, key, algorithm="EdDSA")
+
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(token)
+
+
+@dataclass
+class FakeBetterAuth:
+    """What Better Auth's JWT plugin publishes at /api/auth/jwks, served for real."""
+
+    keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
+    fetches: int = 0
+    up: bool = True
+
+    def add_key(self, kid: str) -> None:
+        self.keys[kid] = Ed25519PrivateKey.generate()
+
+    def token(self, kid: str, **claims: Any) -> str:
+        body = {"sub": "ba-user", "iat": int(time.time()), "exp": int(time.time()) + 900}
+        body.update(claims)
+        return jwt.encode(body, self.keys[kid], algorithm="EdDSA", headers={"kid": kid})
+
+    async def jwks(self, _request: Request) -> Response:
+        self.fetches += 1
+        if not self.up:
+            return Response(status_code=503)
+        keys = []
+        for kid, key in self.keys.items():
+            public = jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
+            keys.append({**public, "kid": kid, "alg": "EdDSA"})
+        return JSONResponse({"keys": keys})
+
+
+@pytest.fixture
+async def better_auth() -> AsyncIterator[tuple[FakeBetterAuth, str]]:
+    fake = FakeBetterAuth()
+    fake.add_key("k1")
+    app = Starlette(routes=[Route("/api/auth/jwks", fake.jwks)])
+    async with serve(app) as base_url:
+        yield fake, f"{base_url}/api/auth/jwks"
+
+
+def _jwks_verifier(url: str, **options: Any) -> TokenVerifier:
+    return TokenVerifier(
+        [SECRET_KEY],
+        jwks=JWKSCache(url, min_refresh_interval=0),
+        issuer=options.get("issuer"),
+        audience=options.get("audience"),
+    )
+
+
+async def test_better_auth_eddsa_token_verifies_against_its_jwks(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    verifier = _jwks_verifier(url)
+
+    first = await verifier.verify(fake.token("k1"))
+    second = await verifier.verify(fake.token("k1", sub="someone-else"))
+    await verifier.aclose()
+
+    assert (first.user_id, second.user_id) == ("ba-user", "someone-else")
+    assert fake.fetches == 1, "keys are cached between requests"
+
+
+async def test_a_rotated_in_key_is_fetched_once(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    verifier = _jwks_verifier(url)
+    await verifier.verify(fake.token("k1"))
+
+    fake.add_key("k2")
+    principal = await verifier.verify(fake.token("k2"))
+    await verifier.aclose()
+
+    assert principal.user_id == "ba-user"
+    assert fake.fetches == 2
+
+
+async def test_made_up_key_ids_do_not_cause_a_fetch_per_request(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    verifier = TokenVerifier([SECRET_KEY], jwks=JWKSCache(url, min_refresh_interval=60))
+    await verifier.verify(fake.token("k1"))
+    fake.add_key("k9")
+
+    for _ in range(5):
+        with pytest.raises(InvalidTokenError):
+            await verifier.verify(fake.token("k9"))
+    await verifier.aclose()
+
+    assert fake.fetches == 1
+
+
+async def test_issuer_and_audience_are_checked_when_configured(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    verifier = _jwks_verifier(url, issuer="https://app.example", audience="https://app.example")
+
+    good = fake.token("k1", iss="https://app.example", aud="https://app.example")
+    assert (await verifier.verify(good)).user_id == "ba-user"
+    for bad in (
+        fake.token("k1", iss="https://evil.example", aud="https://app.example"),
+        fake.token("k1", iss="https://app.example", aud="https://other.example"),
+        fake.token("k1"),
+    ):
+        with pytest.raises(InvalidTokenError):
+            await verifier.verify(bad)
+    await verifier.aclose()
+
+
+async def test_unreachable_jwks_is_an_outage_not_a_bad_token() -> None:
+    verifier = _jwks_verifier(f"http://127.0.0.1:{free_port()}/api/auth/jwks")
+    key = Ed25519PrivateKey.generate()
+    token = jwt.encode({"sub": "u", "exp": time.time() + 60}, key, "EdDSA", headers={"kid": "k"})
+
+    with pytest.raises(SigningKeysUnavailableError):
+        await verifier.verify(token)
+    await verifier.aclose()
+
+
+async def test_known_keys_keep_working_while_the_jwks_is_down(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    cache = JWKSCache(url, ttl=0, min_refresh_interval=0)
+    verifier = TokenVerifier([SECRET_KEY], jwks=cache)
+    await verifier.verify(fake.token("k1"))
+
+    fake.up = False
+    principal = await verifier.verify(fake.token("k1"))
+    await verifier.aclose()
+
+    assert principal.user_id == "ba-user"
