@@ -51,3 +51,13 @@ async def health(request: Request) -> JSONResponse:
         ),
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+
+
+class LivenessResponse(BaseModel):
+    status: Literal["ok"]
+
+
+@router.get("/health/live", response_model=LivenessResponse)
+async def liveness() -> LivenessResponse:
+    """200 while the process serves requests; checks no dependency (for liveness probes)."""
+    return LivenessResponse(status="ok")

@@ -66,6 +66,7 @@ async def test_database_outage_is_a_fast_503_and_the_service_recovers_by_itself(
         started = time.monotonic()
         during = await client.get("/api/users/me", headers=bearer(token))
         health = await client.get("/health")
+        live = await client.get("/health/live")
         login = await client.post(
             "/auth/login", json={"email": "ops@example.com", "password": "correct horse"}
         )
@@ -76,6 +77,7 @@ async def test_database_outage_is_a_fast_503_and_the_service_recovers_by_itself(
         assert during.headers["retry-after"] == "5"
         assert health.status_code == 503
         assert health.json()["database"] == "unavailable"
+        assert live.status_code == 200, "liveness must not depend on the database"
         assert login.status_code == 503
         assert elapsed < 10
 
