@@ -155,6 +155,19 @@ async def test_made_up_key_ids_do_not_cause_a_fetch_per_request(
     assert fake.fetches == 1
 
 
+async def test_token_signed_with_another_key_under_a_published_key_id_is_refused(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    _fake, url = better_auth
+    impostor = FakeBetterAuth()
+    impostor.add_key("k1")
+    verifier = _jwks_verifier(url)
+
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(impostor.token("k1"))
+    await verifier.aclose()
+
+
 async def test_issuer_and_audience_are_checked_when_configured(
     better_auth: tuple[FakeBetterAuth, str],
 ) -> None:
