@@ -34,7 +34,8 @@ _PRIORITY_RANK = case({"low": 1, "medium": 2, "high": 3}, value=col(Task.priorit
 
 
 async def create_task(session: AsyncSession, *, user_id: str, data: TaskCreate) -> Task:
-    task = Task(user_id=user_id, **data.model_dump())
+    now = utcnow()
+    task = Task(user_id=user_id, **data.model_dump(), created_at=now, updated_at=now)
     session.add(task)
     await session.commit()
     return task

@@ -14,11 +14,12 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 
 from task_service.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH, Priority
 
@@ -118,7 +119,8 @@ class TaskBase(BaseModel):
 
     title: Title
     description: Description = None
-    completed: bool = False
+    # Strict: pydantic would otherwise read "no", "off" or 0 as false without a word.
+    completed: StrictBool = False
     priority: Priority = "medium"
     due_date: DueDate = None
     tags: Tags = []
@@ -132,21 +134,34 @@ class TaskReplace(TaskBase):
     """All editable fields at once: omitted optional fields go back to their defaults."""
 
 
+# Fields a partial update may omit but not set to null: the columns cannot hold NULL.
+_NOT_NULL = ("title", "completed", "priority", "tags")
+
+
+def _document_not_null(schema: dict[str, Any]) -> None:
+    """Drop the `null` alternative pydantic documents for the fields above."""
+    for name in _NOT_NULL:
+        field = schema["properties"][name]
+        (kind,) = [branch for branch in field.pop("anyOf") if branch != {"type": "null"}]
+        field.update(kind)
+
+
 class TaskUpdate(BaseModel):
     """Only the fields given change. `description` and `due_date` may be null; others not."""
 
-    title: Title | SkipJsonSchema[None] = None
-    description: Description = None
-    completed: bool | SkipJsonSchema[None] = None
-    priority: Priority | SkipJsonSchema[None] = None
-    due_date: DueDate = None
-    tags: Tags | SkipJsonSchema[None] = None
+    model_config = ConfigDict(json_schema_extra=_document_not_null)
 
-    # None stands for "not given" in these fields; a client sending null explicitly would
-    # otherwise write NULL into a column that cannot hold it.
-    @field_validator("title", "completed", "priority", "tags")
+    title: Title | None = None
+    description: Description = None
+    completed: StrictBool | None = None
+    priority: Priority | None = None
+    due_date: DueDate = None
+    tags: Tags | None = None
+
+    @field_validator(*_NOT_NULL)
     @classmethod
     def _not_null(cls, value: Any) -> Any:
+        # Validators do not run on defaults: None here was sent explicitly.
         if value is None:
             raise ValueError("may be omitted but not null")
         return value
