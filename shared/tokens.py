@@ -148,7 +148,11 @@ class TokenVerifier:
         elif self.jwks is not None and algorithm in JWKS_ALGORITHMS:
             kid = header.get("kid")
             key = await self.jwks.get_key(kid if isinstance(kid, str) else None)
-            claims = self._decode(token, key, str(algorithm), check_issuer=True)
+            try:
+                claims = self._decode(token, key, str(algorithm), check_issuer=True)
+            except jwt.InvalidSignatureError:
+                # _decode lets this through for the HS256 loop; here there is no other key.
+                raise InvalidTokenError("bad signature") from None
         else:
             raise InvalidTokenError("unsupported signing algorithm")
         return Principal(user_id=_subject(claims), claims=claims)

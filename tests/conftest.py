@@ -7,16 +7,24 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from auth_service.settings import AuthSettings
 from shared.settings import CommonSettings, ServiceSettings
+from task_service.settings import TaskSettings
 from tests.support.databases import Backend, drop_schema, unique_schema
+from tests.support.tcp_proxy import TcpProxy
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Every variable a settings class reads. Tests build settings explicitly, so none of these may
 # leak in from the developer's shell.
-_SETTINGS_CLASSES: list[type[CommonSettings]] = [CommonSettings, ServiceSettings, AuthSettings]
+_SETTINGS_CLASSES: list[type[CommonSettings]] = [
+    CommonSettings,
+    ServiceSettings,
+    AuthSettings,
+    TaskSettings,
+]
 _SETTINGS_VARIABLES = {name.upper() for cls in _SETTINGS_CLASSES for name in cls.model_fields}
 
 
@@ -65,3 +73,13 @@ async def pg_schema(postgres_url: str) -> AsyncIterator[str]:
     schema = unique_schema("s")
     yield schema
     await drop_schema(postgres_url, schema)
+
+
+@pytest.fixture
+async def proxy(postgres_url: str) -> AsyncIterator[TcpProxy]:
+    """A cuttable loopback proxy in front of the test PostgreSQL, to stage outages."""
+    target = make_url(postgres_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
 
 from auth_service.app import create_app
 from tests.auth_service.conftest import auth_settings
@@ -28,15 +27,6 @@ async def test_health_runs_a_real_query(client: httpx.AsyncClient, backend: Back
     assert body["status"] == body["database"] == "ok"
     assert body["storage"] == ("postgresql" if backend.is_postgres else "sqlite")
     assert (body["warning"] is None) == backend.is_postgres
-
-
-@pytest.fixture
-async def proxy(postgres_url: str) -> AsyncIterator[TcpProxy]:
-    target = make_url(postgres_url)
-    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.cut()
 
 
 @pytest.fixture

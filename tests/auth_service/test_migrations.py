@@ -7,16 +7,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection
 
 from auth_service.app import MIGRATIONS_DIR
 from auth_service.models import metadata
 from shared.db import Database, create_database
-from shared.migrations import _lock_key, context_options, upgrade_database, use_schema
+from shared.migrations import _lock_key, upgrade_database
 from tests.auth_service.conftest import auth_settings
-from tests.support.databases import Backend, drop_schema
+from tests.support.databases import Backend, drop_schema, schema_differences
 
 
 def _database(backend: Backend, schema: str | None = None) -> Database:
@@ -30,15 +27,7 @@ async def test_models_and_migrations_agree(backend: Backend) -> None:
     try:
         await upgrade_database(database, MIGRATIONS_DIR)
 
-        def diff(connection: Connection) -> list[object]:
-            use_schema(connection, database.schema)
-            options = context_options(metadata, database.schema, connection.dialect.name)
-            context = MigrationContext.configure(connection, opts=options)
-            return list(compare_metadata(context, metadata))
-
-        async with database.engine.begin() as connection:
-            differences = await connection.run_sync(diff)
-        assert differences == []
+        assert await schema_differences(database, metadata) == []
     finally:
         await _cleanup(database, backend)
 

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from shared.tokens import (
     InvalidTokenError,
@@ -21,7 +16,8 @@ from shared.tokens import (
     SigningKeysUnavailableError,
     TokenVerifier,
 )
-from tests.support.http_server import free_port, serve
+from tests.support.better_auth import FakeBetterAuth, serve_better_auth
+from tests.support.http_server import free_port
 from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY, mint, unsigned
 
 
@@ -99,40 +95,10 @@ async def test_eddsa_token_is_refused_without_a_jwks_url(verifier: TokenVerifier
         await verifier.verify(token)
 
 
-@dataclass
-class FakeBetterAuth:
-    """What Better Auth's JWT plugin publishes at /api/auth/jwks, served for real."""
-
-    keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
-    fetches: int = 0
-    up: bool = True
-
-    def add_key(self, kid: str) -> None:
-        self.keys[kid] = Ed25519PrivateKey.generate()
-
-    def token(self, kid: str, **claims: Any) -> str:
-        body = {"sub": "ba-user", "iat": int(time.time()), "exp": int(time.time()) + 900}
-        body.update(claims)
-        return jwt.encode(body, self.keys[kid], algorithm="EdDSA", headers={"kid": kid})
-
-    async def jwks(self, _request: Request) -> Response:
-        self.fetches += 1
-        if not self.up:
-            return Response(status_code=503)
-        keys = []
-        for kid, key in self.keys.items():
-            public = jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
-            keys.append({**public, "kid": kid, "alg": "EdDSA"})
-        return JSONResponse({"keys": keys})
-
-
 @pytest.fixture
 async def better_auth() -> AsyncIterator[tuple[FakeBetterAuth, str]]:
-    fake = FakeBetterAuth()
-    fake.add_key("k1")
-    app = Starlette(routes=[Route("/api/auth/jwks", fake.jwks)])
-    async with serve(app) as base_url:
-        yield fake, f"{base_url}/api/auth/jwks"
+    async with serve_better_auth("k1") as served:
+        yield served
 
 
 def _jwks_verifier(url: str, **options: Any) -> TokenVerifier:
@@ -187,6 +153,19 @@ async def test_made_up_key_ids_do_not_cause_a_fetch_per_request(
     await verifier.aclose()
 
     assert fake.fetches == 1
+
+
+async def test_token_signed_with_another_key_under_a_published_key_id_is_refused(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    _fake, url = better_auth
+    impostor = FakeBetterAuth()
+    impostor.add_key("k1")
+    verifier = _jwks_verifier(url)
+
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(impostor.token("k1"))
+    await verifier.aclose()
 
 
 async def test_issuer_and_audience_are_checked_when_configured(

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from pydantic import SecretStr
-from sqlalchemy import MetaData
+from sqlalchemy import Connection, MetaData
 from sqlalchemy.engine import make_url
 
 from shared.db import Database
+from shared.migrations import context_options, use_schema
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,19 @@ async def empty_tables(database: Database, metadata: MetaData) -> None:
     async with database.engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
             await connection.execute(table.delete())
+
+
+async def schema_differences(database: Database, metadata: MetaData) -> list[object]:
+    """What autogenerate would still change: empty when models and migrations agree."""
+
+    def diff(connection: Connection) -> list[object]:
+        use_schema(connection, database.schema)
+        options = context_options(metadata, database.schema, connection.dialect.name)
+        context = MigrationContext.configure(connection, opts=options)
+        return list(compare_metadata(context, metadata))
+
+    async with database.engine.begin() as connection:
+        return await connection.run_sync(diff)
 
 
 def rewrite_url(url: str, *, port: int | None = None, password: str | None = None) -> str:

@@ -1,0 +1,42 @@
+"""Builds the task service's ASGI app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from shared.service import create_service_app
+from shared.settings import load_settings
+from shared.tokens import JWKSCache, TokenVerifier
+from task_service.routes import router
+from task_service.settings import TaskSettings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def create_verifier(settings: TaskSettings) -> TokenVerifier:
+    """Our own and the frontend's HS256 tokens, plus Better Auth's JWKS-signed ones if set."""
+    url = settings.better_auth_jwks_url
+    return TokenVerifier(
+        settings.verification_secrets,
+        jwks=JWKSCache(url) if url else None,
+        issuer=settings.better_auth_issuer,
+        audience=settings.better_auth_audience,
+    )
+
+
+def create_app(settings: TaskSettings | None = None) -> FastAPI:
+    """The task service; settings come from the environment unless given."""
+    settings = settings or load_settings(TaskSettings)
+    return create_service_app(
+        name="tasks",
+        title="Todo task service",
+        description="Each user's tasks: create, list, filter, update, complete and delete.",
+        settings=settings,
+        schema=settings.task_db_schema,
+        migrations_dir=MIGRATIONS_DIR,
+        routers=[router],
+        verifier=create_verifier(settings),
+        openapi_tags=[{"name": "tasks", "description": "The signed-in user's tasks"}],
+    )

@@ -1,0 +1,152 @@
+"""Database operations of the task service. Each function commits what it changes.
+
+Every write is one statement that checks ownership and changes the row together, so two
+clients editing one task at once never undo each other's changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    case,
+    delete,
+    exists,
+    func,
+    not_,
+    or_,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.db import utcnow
+from task_service.models import Task
+from task_service.schemas import TaskCreate, TaskListQuery
+
+_PRIORITY_RANK = case({"low": 1, "medium": 2, "high": 3}, value=col(Task.priority))
+
+
+async def create_task(session: AsyncSession, *, user_id: str, data: TaskCreate) -> Task:
+    now = utcnow()
+    task = Task(user_id=user_id, **data.model_dump(), created_at=now, updated_at=now)
+    session.add(task)
+    await session.commit()
+    return task
+
+
+async def get_task(session: AsyncSession, *, user_id: str, task_id: int) -> Task | None:
+    """The task, or None when it does not exist or belongs to someone else."""
+    result = await session.exec(
+        select(Task).where(col(Task.id) == task_id, col(Task.user_id) == user_id)
+    )
+    return result.first()
+
+
+async def list_tasks(
+    session: AsyncSession, *, user_id: str, query: TaskListQuery
+) -> tuple[Sequence[Task], int]:
+    """One page of the user's tasks, and how many tasks match in all."""
+    conditions = _filters(session, user_id, query)
+    page = await session.exec(
+        select(Task)
+        .where(*conditions)
+        .order_by(*_ordering(query))
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+    tasks = page.all()
+    # A short page that is not past the end tells the total by itself.
+    if len(tasks) < query.limit and (tasks or query.offset == 0):
+        return tasks, query.offset + len(tasks)
+    total = await session.exec(select(func.count()).select_from(Task).where(*conditions))
+    return tasks, total.one()
+
+
+async def update_task(
+    session: AsyncSession, *, user_id: str, task_id: int, values: dict[str, Any]
+) -> Task | None:
+    """Set the given fields; None when the user has no such task. No fields, no change."""
+    if not values:
+        return await get_task(session, user_id=user_id, task_id=task_id)
+    return await _update(session, user_id, task_id, **values)
+
+
+async def toggle_completed(session: AsyncSession, *, user_id: str, task_id: int) -> Task | None:
+    """Flip `completed` in the database, so concurrent toggles each count."""
+    return await _update(session, user_id, task_id, completed=not_(col(Task.completed)))
+
+
+async def delete_task(session: AsyncSession, *, user_id: str, task_id: int) -> bool:
+    """True when the user's task existed and is gone."""
+    result = await session.exec(
+        delete(Task)
+        .where(col(Task.id) == task_id, col(Task.user_id) == user_id)
+        .returning(col(Task.id))
+    )
+    deleted = result.scalar_one_or_none()
+    await session.commit()
+    return deleted is not None
+
+
+async def _update(session: AsyncSession, user_id: str, task_id: int, **values: Any) -> Task | None:
+    result = await session.exec(
+        update(Task)
+        .where(col(Task.id) == task_id, col(Task.user_id) == user_id)
+        .values(**values, updated_at=utcnow())
+        .returning(Task)
+    )
+    task: Task | None = result.scalar_one_or_none()
+    await session.commit()
+    return task
+
+
+def _filters(
+    session: AsyncSession, user_id: str, query: TaskListQuery
+) -> list[ColumnElement[bool]]:
+    # The user comes first: every index of the table starts with user_id.
+    conditions = [col(Task.user_id) == user_id]
+    if query.status != "all":
+        conditions.append(col(Task.completed).is_(query.status == "completed"))
+    if query.priority is not None:
+        conditions.append(col(Task.priority) == query.priority)
+    if query.tag is not None:
+        conditions.append(_has_tag(session, query.tag))
+    if query.q is not None:
+        conditions.append(
+            or_(
+                col(Task.title).icontains(query.q, autoescape=True),
+                col(Task.description).icontains(query.q, autoescape=True),
+            )
+        )
+    return conditions
+
+
+def _has_tag(session: AsyncSession, tag: str) -> ColumnElement[bool]:
+    if session.get_bind().dialect.name == "postgresql":
+        return type_coerce(col(Task.tags), JSONB()).contains([tag])
+    # SQLite has no containment operator: look through the array's elements instead.
+    elements = func.json_each(col(Task.tags)).table_valued("value")
+    return exists().where(elements.c.value == tag)
+
+
+def _ordering(query: TaskListQuery) -> list[UnaryExpression[Any]]:
+    key: SQLColumnExpression[Any] = {
+        "created_at": col(Task.created_at),
+        "updated_at": col(Task.updated_at),
+        "due_date": col(Task.due_date),
+        "priority": _PRIORITY_RANK,
+        "title": func.lower(col(Task.title)),
+    }[query.sort]
+    if query.direction == "asc":
+        first, tie_break = key.asc(), col(Task.id).asc()
+    else:
+        first, tie_break = key.desc(), col(Task.id).desc()
+    # Only due_date can be NULL; tasks without one come last in either direction.
+    return [first.nulls_last() if query.sort == "due_date" else first, tie_break]

@@ -1,0 +1,35 @@
+"""Dependencies of the task routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, status
+
+from shared.auth import CurrentPrincipal
+from shared.tokens import MAX_SUBJECT_LENGTH
+from task_service.schemas import MAX_BIGINT
+
+
+def require_own_user_id(
+    principal: CurrentPrincipal,
+    user_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=MAX_SUBJECT_LENGTH,
+            description="The signed-in user's id (the token's subject)",
+        ),
+    ],
+) -> str:
+    """The path's user id once the token proves it is the caller's: 401 first, then 403."""
+    if principal.user_id != user_id:
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail="The token does not grant access to this user's tasks",
+        )
+    return user_id
+
+
+OwnUserId = Annotated[str, Depends(require_own_user_id)]
+TaskId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The task's id")]

@@ -1,0 +1,128 @@
+"""Every endpoint of the task service.
+
+Each route checks the bearer token (401), then that the path's user is the token's (403),
+then that the task is one of theirs (404: other users' tasks are never revealed).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+
+from shared.db import SessionDep
+from shared.errors import error_responses
+from task_service import crud
+from task_service.deps import OwnUserId, TaskId
+from task_service.models import Task
+from task_service.schemas import TaskCreate, TaskListQuery, TaskPublic, TaskReplace, TaskUpdate
+
+TOTAL_COUNT_HEADER = "X-Total-Count"
+
+router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"])
+
+_LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One page of tasks",
+        "headers": {
+            TOTAL_COUNT_HEADER: {
+                "description": "How many tasks match the filters, across all pages",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+    **error_responses(401, 403, 503),
+}
+_TASK_RESPONSES = error_responses(401, 403, 404, 503)
+
+
+def _public(task: Task) -> TaskPublic:
+    return TaskPublic.model_validate(task, from_attributes=True)
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Task not found")
+
+
+def _found(task: Task | None) -> TaskPublic:
+    if task is None:
+        raise _not_found()
+    return _public(task)
+
+
+@router.get("", response_model=list[TaskPublic], responses=_LIST_RESPONSES)
+async def list_tasks(
+    user_id: OwnUserId,
+    query: Annotated[TaskListQuery, Query()],
+    session: SessionDep,
+    response: Response,
+) -> list[TaskPublic]:
+    """The user's tasks, filtered, sorted and paged; the total is in `X-Total-Count`."""
+    tasks, total = await crud.list_tasks(session, user_id=user_id, query=query)
+    response.headers[TOTAL_COUNT_HEADER] = str(total)
+    return [_public(task) for task in tasks]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskPublic,
+    responses=error_responses(401, 403, 503),
+)
+async def create_task(user_id: OwnUserId, body: TaskCreate, session: SessionDep) -> TaskPublic:
+    """Add a task. Only `title` is required; unknown fields are ignored."""
+    return _public(await crud.create_task(session, user_id=user_id, data=body))
+
+
+@router.get("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
+async def read_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) -> TaskPublic:
+    """One task."""
+    return _found(await crud.get_task(session, user_id=user_id, task_id=task_id))
+
+
+@router.put("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
+async def replace_task(
+    user_id: OwnUserId, task_id: TaskId, body: TaskReplace, session: SessionDep
+) -> TaskPublic:
+    """Replace every editable field: `title` is required, omitted fields get their defaults.
+
+    Unknown fields are ignored, so a task as read from this API may be sent back whole.
+    """
+    task = await crud.update_task(
+        session, user_id=user_id, task_id=task_id, values=body.model_dump()
+    )
+    return _found(task)
+
+
+@router.patch("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
+async def update_task(
+    user_id: OwnUserId,
+    task_id: TaskId,
+    session: SessionDep,
+    body: Annotated[TaskUpdate | None, Body()] = None,
+) -> TaskPublic:
+    """With a JSON body, change only the fields given; with no body (or `null`), toggle
+    `completed`.
+
+    `{}` changes nothing. Unknown fields are ignored.
+    """
+    if body is None:
+        task = await crud.toggle_completed(session, user_id=user_id, task_id=task_id)
+    else:
+        values = body.model_dump(exclude_unset=True)
+        task = await crud.update_task(session, user_id=user_id, task_id=task_id, values=values)
+    return _found(task)
+
+
+@router.patch("/{task_id}/complete", response_model=TaskPublic, responses=_TASK_RESPONSES)
+async def toggle_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) -> TaskPublic:
+    """Toggle `completed`: done becomes not done and the other way round."""
+    return _found(await crud.toggle_completed(session, user_id=user_id, task_id=task_id))
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_TASK_RESPONSES)
+async def delete_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) -> Response:
+    """Delete a task for good."""
+    if not await crud.delete_task(session, user_id=user_id, task_id=task_id):
+        raise _not_found()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,62 @@
+"""The tasks schema is created by the service's own migrations, and matches its models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.db import create_database
+from shared.migrations import upgrade_database
+from task_service.app import MIGRATIONS_DIR
+from task_service.models import metadata
+from tests.support.databases import Backend, drop_schema, schema_differences
+from tests.task_service.conftest import task_settings
+
+
+async def test_models_and_migrations_agree(backend: Backend) -> None:
+    settings = task_settings(backend)
+    database = create_database(settings, schema=settings.task_db_schema, name="tasks")
+    try:
+        await upgrade_database(database, MIGRATIONS_DIR)
+
+        assert await schema_differences(database, metadata) == []
+    finally:
+        await database.dispose()
+        if backend.database_url:
+            await drop_schema(backend.database_url, settings.task_db_schema)
+
+
+@pytest.mark.postgres
+async def test_table_indexes_and_version_live_in_the_service_schema(
+    postgres_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    settings = task_settings(Backend("postgres", postgres_url, tmp_path), task_db_schema=pg_schema)
+    database = create_database(settings, schema=pg_schema, name="tasks")
+    try:
+        await upgrade_database(database, MIGRATIONS_DIR)
+    finally:
+        await database.dispose()
+
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        tables = await connection.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", pg_schema
+        )
+        indexes = await connection.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", pg_schema
+        )
+        version = await connection.fetchval(
+            f'SELECT version_num FROM "{pg_schema}".alembic_version'
+        )
+    finally:
+        await connection.close()
+    assert {row["table_name"] for row in tables} == {"tasks", "alembic_version"}
+    definitions = {row["indexname"]: row["indexdef"] for row in indexes}
+    assert "(user_id, created_at, id)" in definitions["ix_tasks_user_id_created_at_id"]
+    assert (
+        "(user_id, completed, created_at, id)"
+        in definitions["ix_tasks_user_id_completed_created_at_id"]
+    )
+    assert version == "0001"

@@ -1,0 +1,236 @@
+"""Which bearer tokens the task service accepts, and what it answers to the rest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+
+from tests.support.better_auth import FakeBetterAuth, serve_better_auth
+from tests.support.databases import Backend
+from tests.support.http_server import free_port
+from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY, bearer, mint, unsigned
+from tests.task_service.conftest import (
+    ALICE,
+    BOB,
+    ROUTE_IDS,
+    ROUTES,
+    client_for,
+    running_app,
+    task_settings,
+    tasks_url,
+)
+
+
+def _assert_unauthorized(response: httpx.Response) -> None:
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert isinstance(response.json()["detail"], str)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+async def test_every_route_requires_a_token(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    _assert_unauthorized(await client.request(method, path, json=body))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [tasks_url(BOB), tasks_url(task_id="abc"), tasks_url("u" * 300), tasks_url(task_id=0)],
+)
+async def test_authentication_is_checked_before_anything_else(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    _assert_unauthorized(await client.get(path))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic YWxpY2U6cHc="},
+        {"Authorization": "Bearer not.a.jwt"},
+        {"Authorization": "Bearer " + "a" * 9000},
+        {"Authorization": "Token " + mint(sub=ALICE)},
+    ],
+)
+async def test_malformed_credentials_are_401(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    _assert_unauthorized(await client.get(tasks_url(), headers=headers))
+
+
+REFUSED: list[tuple[str, Callable[[], str]]] = [
+    ("alg-none", lambda: unsigned(sub=ALICE)),
+    ("forged", lambda: mint("wrong-secret-0123456789abcdef-0123456789ab", sub=ALICE)),
+    ("expired", lambda: mint(sub=ALICE, lifetime=-120)),
+    ("no-expiry", lambda: mint(sub=ALICE, exp=None)),
+    ("issued-in-future", lambda: mint(sub=ALICE, iat=int(time.time()) + 3600)),
+    ("refresh-type", lambda: mint(sub=ALICE, type="refresh")),
+    ("no-subject", lambda: mint(sub=None)),
+    ("blank-subject", lambda: mint(sub="   ")),
+    ("frontend-secret-refresh-type", lambda: mint(BETTER_AUTH_SECRET, sub=ALICE, type="refresh")),
+    ("hs512", lambda: jwt.encode({"sub": ALICE, "exp": time.time() + 60}, "k" * 64, "HS512")),
+]
+
+
+@pytest.mark.parametrize("make", [m for _, m in REFUSED], ids=[n for n, _ in REFUSED])
+async def test_unacceptable_tokens_are_401(
+    client: httpx.AsyncClient, make: Callable[[], str]
+) -> None:
+    _assert_unauthorized(await client.get(tasks_url(), headers=bearer(make())))
+
+
+async def test_own_auth_service_token_is_accepted(client: httpx.AsyncClient) -> None:
+    token = mint(SECRET_KEY, sub=ALICE, email="alice@example.com", name="Alice")
+
+    response = await client.post(tasks_url(), json={"title": "x"}, headers=bearer(token))
+
+    assert response.status_code == 201
+    assert response.json()["user_id"] == ALICE
+
+
+@pytest.mark.parametrize("claim", ["sub", "id", "userId"])
+async def test_frontend_token_signed_with_the_better_auth_secret_is_accepted(
+    client: httpx.AsyncClient, claim: str
+) -> None:
+    # What a Next.js frontend mints itself: no `type` claim, the user id under any of three names.
+    claims: dict[str, Any] = {"sub": None, "type": None, claim: "ba-user-7"}
+    token = mint(BETTER_AUTH_SECRET, **claims)
+
+    created = await client.post(
+        tasks_url("ba-user-7"), json={"title": "from the frontend"}, headers=bearer(token)
+    )
+    listed = await client.get(tasks_url("ba-user-7"), headers=bearer(token))
+
+    assert created.status_code == 201
+    assert created.json()["user_id"] == "ba-user-7"
+    assert [task["title"] for task in listed.json()] == ["from the frontend"]
+
+
+async def test_eddsa_token_is_refused_when_no_jwks_url_is_configured(
+    client: httpx.AsyncClient,
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    token = jwt.encode({"sub": ALICE, "exp": time.time() + 60}, key, "EdDSA", headers={"kid": "k"})
+
+    _assert_unauthorized(await client.get(tasks_url(), headers=bearer(token)))
+
+
+ISSUER = "https://frontend.example"
+AUDIENCE = "https://frontend.example"
+
+
+@pytest.fixture(scope="module")
+async def better_auth(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[FakeBetterAuth, FastAPI]]:
+    """Better Auth's JWKS on loopback, and a task service configured to trust it."""
+    async with serve_better_auth("k1") as (fake, jwks_url):
+        settings = task_settings(
+            backend,
+            data_dir=tmp_path_factory.mktemp("jwks"),
+            better_auth_jwks_url=jwks_url,
+            better_auth_issuer=ISSUER,
+            better_auth_audience=AUDIENCE,
+        )
+        async with running_app(settings) as app:
+            yield fake, app
+
+
+async def test_better_auth_jwks_signed_token_is_accepted(
+    better_auth: tuple[FakeBetterAuth, FastAPI],
+) -> None:
+    fake, app = better_auth
+    token = fake.token("k1", sub="ba-42", iss=ISSUER, aud=AUDIENCE)
+
+    async with client_for(app) as client:
+        created = await client.post(tasks_url("ba-42"), json={"title": "x"}, headers=bearer(token))
+        listed = await client.get(tasks_url("ba-42"), headers=bearer(token))
+
+    assert created.status_code == 201
+    assert created.json()["user_id"] == "ba-42"
+    assert listed.headers["x-total-count"] == "1"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"iss": "https://evil.example", "aud": AUDIENCE}, id="wrong-issuer"),
+        pytest.param({"iss": ISSUER, "aud": "https://other.example"}, id="wrong-audience"),
+        pytest.param({"aud": AUDIENCE}, id="no-issuer"),
+        pytest.param({"iss": ISSUER}, id="no-audience"),
+        pytest.param({"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) - 120}, id="expired"),
+    ],
+)
+async def test_better_auth_token_with_wrong_claims_is_401(
+    better_auth: tuple[FakeBetterAuth, FastAPI], claims: dict[str, Any]
+) -> None:
+    fake, app = better_auth
+
+    async with client_for(app) as client:
+        response = await client.get(
+            tasks_url("ba-user"), headers=bearer(fake.token("k1", **claims))
+        )
+
+    _assert_unauthorized(response)
+
+
+async def test_eddsa_token_signed_by_an_unpublished_key_is_401(
+    better_auth: tuple[FakeBetterAuth, FastAPI],
+) -> None:
+    _fake, app = better_auth
+    impostor = FakeBetterAuth()
+    impostor.add_key("k1")  # the same key id, another key
+    token = impostor.token("k1", iss=ISSUER, aud=AUDIENCE)
+
+    async with client_for(app) as client:
+        response = await client.get(tasks_url("ba-user"), headers=bearer(token))
+
+    _assert_unauthorized(response)
+
+
+async def test_hs256_tokens_still_work_when_a_jwks_is_configured(
+    better_auth: tuple[FakeBetterAuth, FastAPI],
+) -> None:
+    _fake, app = better_auth
+
+    async with client_for(app) as client:
+        response = await client.get(tasks_url(), headers=bearer(mint(sub=ALICE)))
+
+    assert response.status_code == 200
+
+
+@pytest.fixture(scope="module")
+async def unreachable_jwks_app(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FastAPI]:
+    settings = task_settings(
+        backend,
+        data_dir=tmp_path_factory.mktemp("no-jwks"),
+        better_auth_jwks_url=f"http://127.0.0.1:{free_port()}/api/auth/jwks",
+    )
+    async with running_app(settings) as app:
+        yield app
+
+
+async def test_unreachable_jwks_is_a_503_not_a_401(unreachable_jwks_app: FastAPI) -> None:
+    key = Ed25519PrivateKey.generate()
+    token = jwt.encode({"sub": ALICE, "exp": time.time() + 60}, key, "EdDSA", headers={"kid": "k"})
+
+    async with client_for(unreachable_jwks_app) as client:
+        response = await client.get(tasks_url(), headers=bearer(token))
+        own_token = await client.get(tasks_url(), headers=bearer(mint(sub=ALICE)))
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert isinstance(response.json()["detail"], str)
+    assert own_token.status_code == 200
