@@ -69,10 +69,11 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if is_database_unavailable(exc):
         logger.warning("Database unavailable: %s", type(exc).__name__)
         return database_unavailable_response()
-    return await _unexpected_error(request, exc)
+    return await unexpected_error(request, exc)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bare 500 in the API's error format; the traceback goes to the log only."""
     logger.error("Unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
 
@@ -81,4 +82,4 @@ def install_error_handlers(app: FastAPI) -> None:
     """Database outages become 503s; anything unexpected a bare 500 without internals."""
     for exc_class in (SQLAlchemyError, OSError, TimeoutError):
         app.add_exception_handler(exc_class, _database_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from auth_service.settings import AuthSettings
+from gateway.settings import GatewaySettings
 from shared.settings import CommonSettings, ServiceSettings
 from task_service.settings import TaskSettings
 from tests.support.databases import Backend, drop_schema, unique_schema
@@ -24,6 +25,7 @@ _SETTINGS_CLASSES: list[type[CommonSettings]] = [
     ServiceSettings,
     AuthSettings,
     TaskSettings,
+    GatewaySettings,
 ]
 _SETTINGS_VARIABLES = {name.upper() for cls in _SETTINGS_CLASSES for name in cls.model_fields}
 

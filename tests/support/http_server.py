@@ -22,7 +22,15 @@ def free_port() -> int:
 async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
     """Yield the base URL while the app is served."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        # A stand-in left stalling on purpose must not hold up the end of the test.
+        timeout_graceful_shutdown=1,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

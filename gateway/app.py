@@ -1,0 +1,103 @@
+"""Builds the gateway's ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from gateway.middleware import ProxyDispatchMiddleware, SecurityHeadersMiddleware, cors_origins
+from gateway.openapi import OpenAPICache
+from gateway.proxy import Upstream, create_client
+from gateway.routes import API_TITLE, router
+from gateway.settings import GatewaySettings
+from gateway.state import GatewayState
+from shared import __version__
+from shared.errors import unexpected_error
+from shared.logging import configure_logging
+from shared.middleware import RequestContextMiddleware
+from shared.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+The whole Todo API behind one URL.
+
+1. `POST /auth/register` or `POST /auth/login` returns an `access_token`
+   (the **Authorize** button signs in with your email as the username).
+2. Send it as `Authorization: Bearer <token>` to `/api/users/me` and `/api/{user_id}/tasks`,
+   where `user_id` is the `user.id` of the login response.
+3. `POST /auth/refresh` trades the `refresh_token` for a new pair before the access token expires.
+"""
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway; settings come from the environment unless given."""
+    settings = settings or load_settings(GatewaySettings)
+    configure_logging(settings.log_level, "gateway")
+    client = create_client(
+        connect_timeout=settings.upstream_connect_timeout, timeout=settings.upstream_timeout
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if "*" in settings.allowed_origins:
+            logger.warning("ALLOWED_ORIGINS contains '*': any website may call this API")
+        # The services may still be starting: fetch their documents without holding up ours.
+        warm_up = asyncio.create_task(state.openapi.warm_up())
+        try:
+            yield
+        finally:
+            warm_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warm_up
+            await client.aclose()
+
+    app = FastAPI(
+        title=API_TITLE,
+        description=DESCRIPTION,
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+    )
+    app.include_router(router)
+    state = GatewayState(
+        settings=settings,
+        auth=Upstream("Auth service", settings.auth_service_url),
+        tasks=Upstream("Task service", settings.task_service_url),
+        client=client,
+        openapi=OpenAPICache(
+            client,
+            app.openapi(),
+            {"Auth": settings.auth_service_url, "Tasks": settings.task_service_url},
+            timeout=settings.health_timeout,
+        ),
+    )
+    app.state.gateway = state
+    app.add_exception_handler(Exception, unexpected_error)
+
+    # Added innermost first: requests meet RequestContext, then security headers, then
+    # CORS (which answers preflights itself), then the dispatch to a service or our routes.
+    app.add_middleware(ProxyDispatchMiddleware, state=state)
+    exact, pattern = cors_origins(settings.allowed_origins)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=exact,
+        allow_origin_regex=pattern,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "X-Total-Count", "Retry-After"],
+        max_age=600,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)
+    app.add_middleware(RequestContextMiddleware)
+    return app

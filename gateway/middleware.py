@@ -1,0 +1,78 @@
+"""Pure ASGI middleware of the gateway: the proxy dispatch and security headers."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.proxy import proxy
+from gateway.state import GatewayState
+
+
+class ProxyDispatchMiddleware:
+    """Sends `/auth/*` and `/api/*` to the services; everything else to the gateway's routes."""
+
+    def __init__(self, app: ASGIApp, state: GatewayState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            upstream = self.state.upstream_for(scope["path"])
+            if upstream is not None:
+                await proxy(
+                    scope,
+                    receive,
+                    send,
+                    client=self.state.client,
+                    upstream=upstream,
+                    max_body_bytes=self.state.settings.max_body_bytes,
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+class SecurityHeadersMiddleware:
+    """Adds browser security headers to every response, proxied ones included.
+
+    There is no X-Frame-Options: it cannot name several embedders, and the Space page must
+    be able to frame the app. `frame-ancestors` says who may.
+    """
+
+    def __init__(self, app: ASGIApp, frame_ancestors: str) -> None:
+        self.app = app
+        self.headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"strict-origin-when-cross-origin"),
+            (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
+        ]
+        self.names = frozenset(name for name, _ in self.headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [h for h in message.get("headers", []) if h[0].lower() not in self.names]
+                message = {**message, "headers": kept + self.headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def cors_origins(entries: list[str]) -> tuple[list[str], str | None]:
+    """Exact origins, and one regex for wildcard ones (`https://*.vercel.app`).
+
+    A `*` in an origin stands for one DNS label, so `https://*.vercel.app` admits
+    `https://my-app.vercel.app` but not `https://evil.com/.vercel.app`.
+    """
+    exact = [entry for entry in entries if "*" not in entry or entry == "*"]
+    patterns = [
+        re.escape(entry).replace(r"\*", "[A-Za-z0-9-]+")
+        for entry in entries
+        if "*" in entry and entry != "*"
+    ]
+    return exact, ("|".join(patterns) if patterns else None)

@@ -1,0 +1,202 @@
+"""One OpenAPI document for the whole API, merged from the services' own documents."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+# Each service documents its own health routes; the gateway's /health replaces them.
+_SERVICE_ONLY_PATHS = frozenset({"/health", "/health/live"})
+_REF_PREFIX = "#/components/"
+_SCHEMA_REF = _REF_PREFIX + "schemas/"
+
+OpenAPI = dict[str, Any]
+
+
+def _rewrite_refs(node: Any, renames: Mapping[str, str]) -> Any:
+    """A copy of `node` with `$ref`s to renamed components pointing at the new names."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref in renames:
+            return {**node, "$ref": renames[ref]}
+        return {key: _rewrite_refs(value, renames) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_rewrite_refs(item, renames) for item in node]
+    return node
+
+
+def _clashes(merged: OpenAPI, document: OpenAPI) -> dict[str, str]:
+    """`$ref`s of `document` whose name is taken in `merged` by something different."""
+    clashes = {}
+    for section, components in document.get("components", {}).items():
+        taken = merged.get("components", {}).get(section, {})
+        for name, value in components.items():
+            if name in taken and taken[name] != value:
+                clashes[f"{_REF_PREFIX}{section}/{name}"] = name
+    return clashes
+
+
+def merge_openapi(base: OpenAPI, services: Mapping[str, OpenAPI]) -> OpenAPI:
+    """Merge service documents into `base` (the gateway's own document).
+
+    Paths are added as they are, except the services' health routes. Components with the
+    same name and content are kept once; a same-name component with other content is
+    renamed with the service's prefix (`Tasks` + `Item`), and that service's references
+    follow it.
+    """
+    merged = copy.deepcopy(base)
+    merged_components = merged.setdefault("components", {})
+    tags = {tag["name"]: tag for tag in merged.get("tags", [])}
+
+    for prefix, original in services.items():
+        document = original
+        renames: dict[str, str] = {}
+        # Renaming one component changes those that refer to it: repeat until stable.
+        while clashes := {
+            ref: name for ref, name in _clashes(merged, document).items() if ref not in renames
+        }:
+            for ref, name in clashes.items():
+                section = ref[len(_REF_PREFIX) :].split("/", 1)[0]
+                renames[ref] = f"{_REF_PREFIX}{section}/{prefix}{name}"
+            document = _rewrite_refs(_rename_components(original, renames), renames)
+
+        for section, components in document.get("components", {}).items():
+            target = merged_components.setdefault(section, {})
+            for name, value in components.items():
+                target.setdefault(name, value)
+        for path, operations in document.get("paths", {}).items():
+            if path not in _SERVICE_ONLY_PATHS:
+                merged.setdefault("paths", {}).setdefault(path, {}).update(operations)
+        for tag in document.get("tags", []):
+            tags.setdefault(tag["name"], tag)
+
+    if tags:
+        merged["tags"] = list(tags.values())
+    return _without_unused_schemas(merged)
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(item) for item in node))
+    return set()
+
+
+def _without_unused_schemas(document: OpenAPI) -> OpenAPI:
+    """Drop schemas nothing reaches (those of the services' health routes, for one)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    reachable: set[str] = set()
+    pending = _refs(document.get("paths", {}))
+    while pending:
+        reachable |= pending
+        pending = {
+            ref
+            for name in (r.rsplit("/", 1)[1] for r in pending if r.startswith(_SCHEMA_REF))
+            for ref in _refs(schemas.get(name, {}))
+        } - reachable
+    document["components"]["schemas"] = {
+        name: value for name, value in schemas.items() if f"{_SCHEMA_REF}{name}" in reachable
+    }
+    return document
+
+
+def _rename_components(document: OpenAPI, renames: Mapping[str, str]) -> OpenAPI:
+    def name_of(section: str, name: str) -> str:
+        ref = f"{_REF_PREFIX}{section}/{name}"
+        return renames.get(ref, ref).rsplit("/", 1)[1]
+
+    components = {
+        section: {name_of(section, name): value for name, value in entries.items()}
+        for section, entries in document.get("components", {}).items()
+    }
+    return {**document, "components": components}
+
+
+class OpenAPICache:
+    """The merged document: fetched from the services, cached, refetched when stale.
+
+    A service that is down leaves its part out until it answers. A request for the document
+    asks again for every missing part (concurrent requests share one attempt), so a partial
+    document is never kept as the final one; a stale part that cannot be refreshed keeps
+    serving.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base: OpenAPI,
+        services: Mapping[str, str],
+        *,
+        timeout: float,
+        poll_interval: float = 1.0,
+        max_age: float = 300.0,
+    ) -> None:
+        self.client = client
+        self.base = base
+        self.services = dict(services)
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.max_age = max_age
+        self._documents: dict[str, OpenAPI] = {}
+        self._fetched_at: dict[str, float] = {}
+        self._merged: OpenAPI | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def complete(self) -> bool:
+        return len(self._documents) == len(self.services)
+
+    async def get(self) -> OpenAPI:
+        """The merged document, fetching what is missing or stale first."""
+        async with self._lock:
+            now = time.monotonic()
+            due = [
+                prefix
+                for prefix in self.services
+                if now - self._fetched_at.get(prefix, -float("inf")) > self.max_age
+            ]
+            if due:
+                results = await asyncio.gather(*(self._fetch(prefix, now) for prefix in due))
+                if any(results):
+                    self._merged = None
+            if self._merged is None:
+                parts = {p: self._documents[p] for p in self.services if p in self._documents}
+                self._merged = merge_openapi(self.base, parts)
+            return self._merged
+
+    async def _fetch(self, prefix: str, now: float) -> bool:
+        """Fetch one service's document; True when what is cached changed."""
+        url = f"{self.services[prefix]}/openapi.json"
+        try:
+            response = await self.client.get(url, timeout=self.timeout)
+            response.raise_for_status()
+            document = response.json()
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.info("OpenAPI of %s not available: %s", prefix, type(exc).__name__)
+            if prefix in self._documents:
+                self._fetched_at[prefix] = now  # keep serving the stale copy for a while
+            return False
+        changed = self._documents.get(prefix) != document
+        self._documents[prefix] = document
+        self._fetched_at[prefix] = now
+        return changed
+
+    async def warm_up(self, attempts: int = 120) -> None:
+        """Fetch in the background until every service has answered once."""
+        for _ in range(attempts):
+            await self.get()
+            if self.complete:
+                return
+            await asyncio.sleep(self.poll_interval)

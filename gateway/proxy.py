@@ -1,0 +1,229 @@
+"""The reverse proxy: streams a request to an upstream service and its response back."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+from starlette.types import Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+# Meaningful for one connection only (RFC 9110 section 7.6.1): never forwarded either way.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+    }
+)
+# Replaced by the gateway's own values on the way in.
+_REPLACED_REQUEST = frozenset(
+    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+)
+_DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST
+# The gateway's server adds its own Date and Server.
+_DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A service the gateway forwards to."""
+
+    name: str
+    base_url: str
+
+
+class _RefuseAllCookies(http.cookiejar.DefaultCookiePolicy):
+    """The shared client serves every user: it must never keep one user's cookie."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+
+def create_client(
+    *, connect_timeout: float, timeout: float, max_connections: int = 200
+) -> httpx.AsyncClient:
+    """The one client of the gateway: keep-alive pool, no redirects, no cookies, no env."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        follow_redirects=False,
+        trust_env=False,
+        cookies=http.cookiejar.CookieJar(policy=_RefuseAllCookies()),
+    )
+
+
+class BodyTooLargeError(Exception):
+    """The client sent more than the gateway accepts."""
+
+
+def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names a `Connection` header marks as hop-by-hop."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(tokens)
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
+            return True
+    return False
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The client's headers minus hop-by-hop ones, plus forwarding and request-id headers."""
+    incoming: list[tuple[bytes, bytes]] = scope["headers"]
+    marked = _connection_tokens(incoming)
+    dropped = _DROPPED_REQUEST | marked if marked else _DROPPED_REQUEST
+    headers = []
+    forwarded_for = host = b""
+    for name, value in incoming:
+        if name not in dropped:
+            headers.append((name, value))
+        elif name == b"x-forwarded-for":
+            forwarded_for = forwarded_for + b", " + value if forwarded_for else value
+        elif name == b"host":
+            host = value
+
+    client = scope.get("client")
+    client_host = client[0].encode("latin-1") if client else b"unknown"
+    # Uvicorn's --proxy-headers has already resolved the client from trusted front proxies.
+    # The services take the right-most entry as the client: make sure it is that one.
+    if not forwarded_for:
+        forwarded_for = client_host
+    elif forwarded_for.rsplit(b",", 1)[-1].strip() != client_host:
+        forwarded_for += b", " + client_host
+    headers.append((b"x-forwarded-for", forwarded_for))
+    headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
+    if host:
+        headers.append((b"x-forwarded-host", host))
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode("ascii")))
+    return headers
+
+
+def response_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+    raw = [(name.lower(), value) for name, value in response.headers.raw]
+    dropped = _DROPPED_RESPONSE | _connection_tokens(raw)
+    return [(name, value) for name, value in raw if name not in dropped]
+
+
+async def _error(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def proxy(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    client: httpx.AsyncClient,
+    upstream: Upstream,
+    max_body_bytes: int,
+) -> None:
+    """Forward one HTTP request to `upstream` and stream its answer back."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    declared = _content_length(headers)
+    if declared is not None and declared > max_body_bytes:
+        # Answer before reading a byte of the body.
+        await _error(send, 413, "Request body too large")
+        return
+
+    async def body() -> AsyncIterator[bytes]:
+        received = 0
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk: bytes = message.get("body", b"")
+            received += len(chunk)
+            if received > max_body_bytes:
+                raise BodyTooLargeError
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope["query_string"]
+    url = upstream.base_url + path.decode("latin-1")
+    if query:
+        url += "?" + query.decode("latin-1")
+    request = client.build_request(
+        scope["method"],
+        url,
+        headers=request_headers(scope),
+        content=body() if _has_body(headers) else None,
+    )
+
+    try:
+        response = await client.send(request, stream=True)
+    except BodyTooLargeError:
+        await _error(send, 413, "Request body too large")
+        return
+    except httpx.TimeoutException:
+        logger.warning("%s timed out", upstream.name)
+        await _error(send, 504, f"{upstream.name} timed out")
+        return
+    except httpx.TransportError as exc:
+        logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
+        await _error(send, 502, f"{upstream.name} unreachable")
+        return
+
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response_headers(response),
+            }
+        )
+        async for chunk in response.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    except httpx.TransportError as exc:
+        # The status line is gone already: all that is left is to end the response early.
+        logger.warning("%s failed mid-response: %s", upstream.name, type(exc).__name__)
+    finally:
+        await response.aclose()

@@ -1,0 +1,105 @@
+"""The gateway's own endpoints: `/`, `/health`, and the merged `/docs` and `/openapi.json`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
+
+from gateway.proxy import Upstream
+from gateway.state import GatewayState
+from shared import __version__
+
+router = APIRouter()
+
+API_TITLE = "Todo API"
+
+
+def _state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+class RootResponse(BaseModel):
+    service: str
+    version: str
+    docs: str
+    health: str
+
+
+@router.get("/", response_model=RootResponse, tags=["gateway"])
+async def root() -> RootResponse:
+    """What this is and where to look next."""
+    return RootResponse(
+        service="Todo API gateway", version=__version__, docs="/docs", health="/health"
+    )
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    services: dict[str, dict[str, Any]]
+
+
+async def _service_health(
+    client: httpx.AsyncClient, upstream: Upstream, seconds: float
+) -> tuple[bool, dict[str, Any]]:
+    try:
+        response = await client.get(f"{upstream.base_url}/health", timeout=seconds)
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return False, {"status": "unreachable"}
+    if not isinstance(body, dict):
+        return False, {"status": "invalid response"}
+    return response.status_code == 200 and body.get("status") == "ok", body
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "A service is down"}},
+    tags=["gateway"],
+)
+async def health(request: Request) -> JSONResponse:
+    """The gateway and each service, checked in parallel: 200 when all are healthy."""
+    state = _state(request)
+    timeout = state.settings.health_timeout
+    (auth_ok, auth), (tasks_ok, tasks) = await asyncio.gather(
+        _service_health(state.client, state.auth, timeout),
+        _service_health(state.client, state.tasks, timeout),
+    )
+    healthy = auth_ok and tasks_ok
+    body = HealthResponse(
+        status="ok" if healthy else "unavailable",
+        services={"gateway": {"status": "ok"}, "auth": auth, "tasks": tasks},
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+
+
+@router.get("/health/live", tags=["gateway"])
+async def liveness() -> dict[str, str]:
+    """200 while the gateway serves requests; checks no service (for liveness probes)."""
+    return {"status": "ok"}
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(await _state(request).openapi.get())
+
+
+@router.get("/docs", include_in_schema=False)
+async def swagger_ui() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title=f"{API_TITLE} - Swagger UI",
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+
+
+@router.get("/redoc", include_in_schema=False)
+async def redoc() -> HTMLResponse:
+    return get_redoc_html(openapi_url="/openapi.json", title=f"{API_TITLE} - ReDoc")

@@ -1,0 +1,32 @@
+"""What the gateway's proxy and routes share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.openapi import OpenAPICache
+from gateway.proxy import Upstream
+from gateway.settings import GatewaySettings
+
+
+@dataclass
+class GatewayState:
+    """What the gateway's routes and proxy share. The lifespan closes the client."""
+
+    settings: GatewaySettings
+    auth: Upstream
+    tasks: Upstream
+    client: httpx.AsyncClient
+    openapi: OpenAPICache
+
+    def upstream_for(self, path: str) -> Upstream | None:
+        """Which service serves a path: `/auth/*` and `/api/users/*` auth, other `/api/*` tasks."""
+        if path.startswith("/auth/") or path == "/auth":
+            return self.auth
+        if path.startswith("/api/"):
+            if path.startswith("/api/users/") or path == "/api/users":
+                return self.auth
+            return self.tasks
+        return None

@@ -1,0 +1,183 @@
+"""A gateway served for real on loopback, in front of stand-in upstreams that record what
+they receive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.types import Receive, Scope, Send
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from tests.support.http_server import serve
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    raw_path: bytes
+    query: bytes
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [value for key, value in self.headers if key == name]
+        return ", ".join(values) if values else None
+
+
+@dataclass
+class StandIn:
+    """An upstream that records each request and answers by path.
+
+    `/openapi.json` is answered without being recorded.
+    `/stream?size=N`: N bytes in 64 KiB chunks; after the first, waits for `release`.
+    `/set-cookie`: sets a session cookie. `/stall`: never answers. `/hop`: sends hop-by-hop
+    headers. Anything else: 200 with the request echoed as JSON.
+    """
+
+    name: str
+    requests: list[Recorded] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    first_chunk_sent: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        if scope["path"] == "/openapi.json":
+            # Fetched by the gateway itself for /docs; not a request under test.
+            await _json(send, {"openapi": "3.1.0", "info": {"title": self.name}, "paths": {}}, [])
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        record = Recorded(
+            scope["method"],
+            scope["path"],
+            scope["raw_path"],
+            scope["query_string"],
+            [(k.decode(), v.decode()) for k, v in scope["headers"]],
+            body,
+        )
+        self.requests.append(record)
+        path = scope["path"]
+        if path.endswith("/stream"):
+            await self._stream(send, int(parse_qs(scope["query_string"].decode())["size"][0]))
+        elif path.endswith("/stall"):
+            await asyncio.sleep(3600)
+        elif path.endswith("/set-cookie"):
+            await _json(send, {"ok": True}, [(b"set-cookie", b"session=user-a; Path=/")])
+        elif path.endswith("/hop"):
+            await _json(
+                send,
+                {"ok": True},
+                [
+                    (b"connection", b"x-hop-private"),
+                    (b"x-hop-private", b"secret"),
+                    (b"keep-alive", b"timeout=5"),
+                    (b"x-kept", b"yes"),
+                ],
+            )
+        else:
+            echo = {
+                "service": self.name,
+                "method": record.method,
+                "path": record.path,
+                "query": record.query.decode(),
+                "body_length": len(body),
+                "headers": record.headers,
+            }
+            await _json(send, echo, [(b"x-upstream", self.name.encode())])
+
+    async def _stream(self, send: Send, size: int) -> None:
+        chunk = b"x" * 65536
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        sent = 0
+        while sent < size:
+            piece = chunk[: size - sent]
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            sent += len(piece)
+            if not self.first_chunk_sent.is_set():
+                self.first_chunk_sent.set()
+                await self.release.wait()
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _json(send: Send, data: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    body = json.dumps(data).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class GatewayUnderTest:
+    url: str
+    auth: StandIn
+    tasks: StandIn
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10, **kwargs)
+
+
+@asynccontextmanager
+async def running_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
+    """The gateway app with its lifespan, served on a free loopback port."""
+    app = create_app(settings)
+    async with LifespanManager(app), serve(app) as url:
+        yield url
+
+
+@asynccontextmanager
+async def start_gateway(**overrides: Any) -> AsyncIterator[GatewayUnderTest]:
+    """Stand-in upstreams and a gateway in front of them; settings may be overridden."""
+    auth, tasks = StandIn("auth"), StandIn("tasks")
+    async with serve(auth) as auth_url, serve(tasks) as tasks_url:
+        values: dict[str, Any] = {
+            "auth_service_url": auth_url,
+            "task_service_url": tasks_url,
+            **overrides,
+        }
+        async with running_gateway(GatewaySettings(_env_file=None, **values)) as url:
+            yield GatewayUnderTest(url, auth, tasks)
+
+
+GatewayFactory = Callable[..., AbstractAsyncContextManager[GatewayUnderTest]]
+
+
+@pytest.fixture
+def make_gateway() -> GatewayFactory:
+    """For tests that need their own settings."""
+    return start_gateway
+
+
+@pytest.fixture(scope="module")
+async def _shared_gateway() -> AsyncIterator[GatewayUnderTest]:
+    async with start_gateway() as running:
+        yield running
+
+
+@pytest.fixture
+def gateway(_shared_gateway: GatewayUnderTest) -> GatewayUnderTest:
+    """A gateway with default settings, shared by a module, its stand-ins freshly reset."""
+    for stand_in in (_shared_gateway.auth, _shared_gateway.tasks):
+        stand_in.requests.clear()
+        stand_in.release = asyncio.Event()
+        stand_in.first_chunk_sent = asyncio.Event()
+    return _shared_gateway

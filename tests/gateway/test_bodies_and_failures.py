@@ -1,0 +1,127 @@
+"""Streaming, body limits, and what clients get when a service fails."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+
+from tests.gateway.conftest import GatewayFactory, GatewayUnderTest
+from tests.support.http_server import free_port
+
+
+async def test_large_response_streams_before_the_upstream_finishes(
+    gateway: GatewayUnderTest,
+) -> None:
+    size = 20 * 1024 * 1024
+    async with (
+        gateway.client() as client,
+        client.stream("GET", f"/api/u/stream?size={size}") as response,
+    ):
+        chunks = response.aiter_raw()
+        first = await anext(chunks)
+        # The upstream is still holding the rest back: the first bytes came through anyway.
+        assert not gateway.tasks.release.is_set()
+        gateway.tasks.release.set()
+        received = len(first) + sum([len(chunk) async for chunk in chunks])
+
+    assert response.status_code == 200
+    assert received == size
+
+
+async def test_request_body_is_streamed_to_the_upstream(gateway: GatewayUnderTest) -> None:
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 10_000
+
+    async with gateway.client() as client:
+        response = await client.post("/api/u/tasks", content=upload())
+
+    assert response.json()["body_length"] == 100_000
+    assert gateway.tasks.requests[-1].header("transfer-encoding") == "chunked"
+
+
+async def test_declared_oversized_body_is_413_without_reaching_a_service(
+    make_gateway: GatewayFactory,
+) -> None:
+    async with make_gateway(max_body_bytes=1000) as gateway, gateway.client() as client:
+        fits = await client.post("/api/u/tasks", content=b"a" * 1000)
+        too_big = await client.post("/api/u/tasks", content=b"a" * 1001)
+
+    assert fits.status_code == 200
+    assert too_big.status_code == 413
+    assert too_big.json() == {"detail": "Request body too large"}
+    assert len(gateway.tasks.requests) == 1
+
+
+async def test_chunked_body_over_the_limit_is_413(make_gateway: GatewayFactory) -> None:
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"z" * 1000
+
+    async with make_gateway(max_body_bytes=10_000) as gateway, gateway.client() as client:
+        response = await client.post("/api/u/tasks", content=upload())
+
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large"}
+
+
+async def test_refused_upstream_is_a_fast_502(make_gateway: GatewayFactory) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    async with make_gateway(task_service_url=closed) as gateway, gateway.client() as client:
+        started = time.monotonic()
+        response = await client.get("/api/u/tasks")
+        elapsed = time.monotonic() - started
+
+    assert response.status_code == 502
+    assert response.json() == {"detail": "Task service unreachable"}
+    assert "x-request-id" in response.headers
+    assert elapsed < 5
+
+
+async def test_stalled_upstream_is_a_504_after_the_timeout(make_gateway: GatewayFactory) -> None:
+    async with make_gateway(upstream_timeout=0.5) as gateway, gateway.client() as client:
+        started = time.monotonic()
+        response = await client.get("/auth/stall")
+        elapsed = time.monotonic() - started
+
+    assert response.status_code == 504
+    assert response.json() == {"detail": "Auth service timed out"}
+    assert elapsed < 5
+
+
+async def test_health_is_ok_when_every_service_is(gateway: GatewayUnderTest) -> None:
+    async with gateway.client() as client:
+        response = await client.get("/health")
+
+    # The stand-ins echo instead of reporting "ok": the gateway must say they are not healthy.
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["services"]["gateway"] == {"status": "ok"}
+    assert body["services"]["auth"]["service"] == "auth"
+
+
+async def test_health_names_the_service_that_is_down(make_gateway: GatewayFactory) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    gateway_started = make_gateway(auth_service_url=closed, health_timeout=0.5)
+    async with gateway_started as gateway, gateway.client() as client:
+        started = time.monotonic()
+        response = await client.get("/health")
+        elapsed = time.monotonic() - started
+        live = await client.get("/health/live")
+
+    assert response.status_code == 503
+    assert response.json()["services"]["auth"] == {"status": "unreachable"}
+    assert live.status_code == 200
+    assert elapsed < 3
+
+
+async def test_many_concurrent_requests_share_the_pool(gateway: GatewayUnderTest) -> None:
+    async with gateway.client(limits=httpx.Limits(max_connections=50)) as client:
+        responses = await asyncio.gather(*(client.get(f"/api/u{n}/tasks") for n in range(200)))
+
+    assert all(r.status_code == 200 for r in responses)
+    assert len(gateway.tasks.requests) == 200

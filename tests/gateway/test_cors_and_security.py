@@ -1,0 +1,79 @@
+"""CORS, answered by the gateway alone, and security headers on every response."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.middleware import cors_origins
+from tests.gateway.conftest import GatewayUnderTest
+
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,content-type",
+}
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:3000", "https://my-app.vercel.app"])
+async def test_preflight_from_an_allowed_origin_is_answered_by_the_gateway(
+    gateway: GatewayUnderTest, origin: str
+) -> None:
+    async with gateway.client() as client:
+        response = await client.options("/api/u/tasks", headers={"Origin": origin, **PREFLIGHT})
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == origin
+    assert response.headers["access-control-allow-credentials"] == "true"
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert gateway.tasks.requests == []
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "https://vercel.app",
+        "https://a.b.vercel.app",
+        "https://my-app.vercel.app.evil.example",
+        "http://my-app.vercel.app",
+    ],
+)
+async def test_disallowed_origins_get_no_allow_origin(
+    gateway: GatewayUnderTest, origin: str
+) -> None:
+    async with gateway.client() as client:
+        preflight = await client.options("/api/u/tasks", headers={"Origin": origin, **PREFLIGHT})
+        simple = await client.get("/api/u/tasks", headers={"Origin": origin})
+
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-origin" not in simple.headers
+    assert gateway.tasks.requests[-1].path == "/api/u/tasks"  # the GET itself is served
+
+
+async def test_allowed_origin_can_read_the_total_count_header(gateway: GatewayUnderTest) -> None:
+    async with gateway.client() as client:
+        response = await client.get("/api/u/tasks", headers={"Origin": "http://localhost:3000"})
+
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+    exposed = response.headers["access-control-expose-headers"].lower()
+    assert "x-total-count" in exposed
+    assert "x-request-id" in exposed
+
+
+@pytest.mark.parametrize("path", ["/api/u/tasks", "/", "/nope", "/docs"])
+async def test_security_headers_are_on_every_response(gateway: GatewayUnderTest, path: str) -> None:
+    async with gateway.client() as client:
+        response = await client.get(path)
+
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    csp = response.headers["content-security-policy"]
+    assert csp == "frame-ancestors 'self' https://huggingface.co https://*.hf.space"
+    # X-Frame-Options would stop the Space page from embedding the app.
+    assert "x-frame-options" not in response.headers
+
+
+def test_wildcard_origins_become_one_label_patterns() -> None:
+    exact, pattern = cors_origins(["http://localhost:3000", "https://*.vercel.app"])
+
+    assert exact == ["http://localhost:3000"]
+    assert pattern == r"https://[A-Za-z0-9-]+\.vercel\.app"

@@ -1,0 +1,129 @@
+"""What headers the gateway forwards, adds and drops, both ways."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.types import Scope
+
+from gateway.proxy import request_headers
+from tests.gateway.conftest import GatewayUnderTest
+
+
+async def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayUnderTest) -> None:
+    async with gateway.client() as client:
+        await client.get(
+            "/api/u/tasks",
+            headers={
+                "Connection": "keep-alive, X-Private",
+                "X-Private": "hop only",
+                "Keep-Alive": "timeout=5",
+                "TE": "trailers",
+                "Proxy-Authorization": "Basic eA==",
+                "Upgrade": "websocket",
+                "X-Custom": "kept",
+                "Authorization": "Bearer t",
+            },
+        )
+
+    recorded = gateway.tasks.requests[-1]
+    for name in ("x-private", "keep-alive", "te", "proxy-authorization", "upgrade"):
+        assert recorded.header(name) is None, name
+    assert recorded.header("x-custom") == "kept"
+    assert recorded.header("authorization") == "Bearer t"
+
+
+async def test_hop_by_hop_response_headers_are_dropped(gateway: GatewayUnderTest) -> None:
+    async with gateway.client() as client:
+        response = await client.get("/api/u/hop")
+
+    assert response.headers["x-kept"] == "yes"
+    assert "x-hop-private" not in response.headers
+    assert "keep-alive" not in response.headers
+
+
+async def test_upstream_sees_its_own_host_and_forwarding_headers(
+    gateway: GatewayUnderTest,
+) -> None:
+    async with gateway.client() as client:
+        await client.get(
+            "/auth/login",
+            headers={"Host": "todo.example.org", "X-Forwarded-For": "203.0.113.9"},
+        )
+
+    recorded = gateway.auth.requests[-1]
+    host = recorded.header("host")
+    assert host is not None
+    assert host.startswith("127.0.0.1:")
+    assert recorded.header("x-forwarded-host") == "todo.example.org"
+    assert recorded.header("x-forwarded-proto") == "http"
+    # The test client connects from a trusted address, so its X-Forwarded-For names the
+    # client, and the chain already ends with it.
+    assert recorded.header("x-forwarded-for") == "203.0.113.9"
+
+
+def _scope(client: str, forwarded_for: bytes | None) -> Scope:
+    headers = [(b"host", b"api.example.org")]
+    if forwarded_for is not None:
+        headers.append((b"x-forwarded-for", forwarded_for))
+    return {"headers": headers, "client": (client, 5000), "scheme": "https", "state": {}}
+
+
+@pytest.mark.parametrize(
+    ("client", "incoming", "forwarded"),
+    [
+        # No proxy in front: the peer is the client.
+        ("198.51.100.7", None, b"198.51.100.7"),
+        # An untrusted peer's claim is kept for the record, but the peer comes last.
+        ("198.51.100.7", b"203.0.113.9", b"203.0.113.9, 198.51.100.7"),
+        # A trusted front proxy: uvicorn resolved the client, already last in the chain.
+        ("203.0.113.9", b"10.9.9.9, 203.0.113.9", b"10.9.9.9, 203.0.113.9"),
+    ],
+)
+def test_the_right_most_forwarded_for_entry_is_the_resolved_client(
+    client: str, incoming: bytes | None, forwarded: bytes
+) -> None:
+    headers = dict(request_headers(_scope(client, incoming)))
+
+    assert headers[b"x-forwarded-for"] == forwarded
+    assert headers[b"x-forwarded-proto"] == b"https"
+    assert headers[b"x-forwarded-host"] == b"api.example.org"
+    assert b"host" not in headers
+
+
+async def test_request_id_is_kept_forwarded_and_returned(gateway: GatewayUnderTest) -> None:
+    async with gateway.client() as client:
+        response = await client.get("/api/u/tasks", headers={"X-Request-ID": "trace-123"})
+
+    assert response.headers["x-request-id"] == "trace-123"
+    assert gateway.tasks.requests[-1].header("x-request-id") == "trace-123"
+
+
+@pytest.mark.parametrize("sent", [None, "bad id with spaces", "x" * 200])
+async def test_missing_or_insane_request_id_is_replaced_consistently(
+    gateway: GatewayUnderTest, sent: str | None
+) -> None:
+    headers = {"X-Request-ID": sent} if sent else {}
+    async with gateway.client() as client:
+        response = await client.get("/api/u/tasks", headers=headers)
+
+    returned = response.headers["x-request-id"]
+    assert returned != sent
+    assert gateway.tasks.requests[-1].header("x-request-id") == returned
+
+
+async def test_one_users_cookie_never_reaches_another_users_request(
+    gateway: GatewayUnderTest,
+) -> None:
+    async with gateway.client() as alice, gateway.client() as bob:
+        set_cookie = await alice.get("/api/alice/set-cookie")
+        await bob.get("/api/bob/tasks")
+
+    assert set_cookie.headers["set-cookie"] == "session=user-a; Path=/"
+    assert gateway.tasks.requests[-1].header("cookie") is None
+
+
+async def test_a_clients_own_cookie_is_forwarded(gateway: GatewayUnderTest) -> None:
+    async with gateway.client() as client:
+        await client.get("/api/u/tasks", headers={"Cookie": "theme=dark"})
+
+    assert gateway.tasks.requests[-1].header("cookie") == "theme=dark"
