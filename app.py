@@ -1,0 +1,134 @@
+"""Start the whole stack: the public gateway and the two services behind it, under supervisord.
+
+    python app.py                 fill in defaults, check the configuration, exec supervisord
+    python app.py --healthcheck   exit 0 when the gateway's /health answers 200 (Docker)
+    python app.py --exit-on-fatal supervisord event listener: stop everything when a program
+                                  cannot be kept running, so the platform restarts the container
+
+Everything is configured by environment variables (see .env.example).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import MutableMapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+# Uvicorn in the gateway trusts X-Forwarded-For only from these peers. The Spaces proxy
+# reaches the container from a private network; a public client cannot spoof its address.
+PRIVATE_NETWORKS = "127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+
+DEFAULTS = {
+    "HOST": "0.0.0.0",  # noqa: S104 (the gateway is the public process)
+    "PORT": "7860",
+    "AUTH_SERVICE_PORT": "8001",
+    "TASK_SERVICE_PORT": "8002",
+    "FORWARDED_ALLOW_IPS": PRIVATE_NETWORKS,
+}
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
+
+
+def prepare_environment(env: MutableMapping[str, str]) -> list[str]:
+    """Fill in what the stack needs and was not given; return notes for the operator."""
+    from shared.settings import default_data_dir
+
+    notes = []
+    for name, value in DEFAULTS.items():
+        env.setdefault(name, value)
+    env.setdefault("AUTH_SERVICE_URL", f"http://127.0.0.1:{env['AUTH_SERVICE_PORT']}")
+    env.setdefault("TASK_SERVICE_URL", f"http://127.0.0.1:{env['TASK_SERVICE_PORT']}")
+    data_dir = Path(env.setdefault("DATA_DIR", str(default_data_dir())))
+    if not env.get("SECRET_KEY") and env.get("APP_ENV", "development") != "production":
+        env["SECRET_KEY"] = _persistent_secret(data_dir)
+        notes.append(
+            f"SECRET_KEY is not set: using a random key kept in {data_dir / SECRET_KEY_FILE}. "
+            "Set SECRET_KEY yourself to share it with other deployments."
+        )
+    env["APP_PYTHON"] = sys.executable
+    env.setdefault("SUPERVISOR_RUN_DIR", tempfile.mkdtemp(prefix="todo-supervisor-"))
+    return notes
+
+
+def _persistent_secret(data_dir: Path) -> str:
+    """A random signing key, created once and kept with the data it protects."""
+    path = data_dir / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(key)
+    return key
+
+
+def check_configuration() -> None:
+    """Exit with one line per service that would refuse to start."""
+    from auth_service.settings import AuthSettings
+    from gateway.settings import GatewaySettings
+    from shared.settings import load_settings
+    from task_service.settings import TaskSettings
+
+    problems = []
+    for name, settings_class in (
+        ("auth service", AuthSettings),
+        ("task service", TaskSettings),
+        ("gateway", GatewaySettings),
+    ):
+        try:
+            load_settings(settings_class)
+        except SystemExit as exc:
+            problems.append(f"{name}: {exc.code}")
+    if problems:
+        raise SystemExit("\n".join(problems))
+
+
+def start() -> None:
+    os.chdir(ROOT)
+    notes = prepare_environment(os.environ)
+    check_configuration()
+    for note in notes:
+        print(f"app.py: {note}", file=sys.stderr, flush=True)
+    command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(ROOT / "supervisord.conf")]
+    # Replace this process, so the platform's signals reach supervisord directly.
+    os.execv(sys.executable, command)  # noqa: S606 (fixed command, no shell)
+
+
+def healthcheck() -> int:
+    url = f"http://127.0.0.1:{os.environ.get('PORT', DEFAULTS['PORT'])}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=4) as response:
+            return 0 if response.status == 200 else 1
+    except (urllib.error.URLError, OSError):
+        return 1
+
+
+def exit_on_fatal() -> None:
+    """Speak supervisord's event-listener protocol; on PROCESS_STATE_FATAL, stop supervisord."""
+    while True:
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+        header = dict(token.split(":", 1) for token in sys.stdin.readline().split())
+        payload = sys.stdin.read(int(header["len"]))
+        if header.get("eventname") == "PROCESS_STATE_FATAL":
+            print(f"app.py: a program cannot be kept running ({payload})", file=sys.stderr)
+            os.kill(os.getppid(), signal.SIGTERM)
+        sys.stdout.write("RESULT 2\nOK")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    if "--healthcheck" in sys.argv[1:]:
+        sys.exit(healthcheck())
+    if "--exit-on-fatal" in sys.argv[1:]:
+        exit_on_fatal()
+    else:
+        start()

@@ -1,0 +1,138 @@
+"""The real stack, started with `python app.py` on free ports, driven only over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.databases import drop_schema, unique_schema
+from tests.support.http_server import free_port
+from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 60.0
+# Variables of the developer's shell that must not reach the stack under test.
+_SCRUBBED = (
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "BETTER_AUTH_SECRET",
+    "APP_ENV",
+    "DATA_DIR",
+    "PORT",
+    "SUPERVISOR_RUN_DIR",
+)
+
+
+@dataclass
+class Stack:
+    """A running `python app.py` (supervisord and its programs)."""
+
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PORT']}"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=10)
+
+    def supervisorctl(self, *args: str) -> str:
+        command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", "supervisord.conf"]
+        result = subprocess.run(  # noqa: S603 (fixed command)
+            [*command, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip()
+
+    def pid(self, program: str) -> int:
+        return int(self.supervisorctl("pid", program))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the stack exited early:\n{self.log()[-4000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"the stack was not healthy within {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                raise
+        return self.process.returncode
+
+
+def start_stack(tmp_path: Path, **overrides: str) -> Stack:
+    """Launch `python app.py` as a new session on free loopback ports."""
+    env = {key: value for key, value in os.environ.items() if key not in _SCRUBBED}
+    env.update(
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        AUTH_SERVICE_PORT=str(free_port()),
+        TASK_SERVICE_PORT=str(free_port()),
+        SECRET_KEY=SECRET_KEY,
+        BETTER_AUTH_SECRET=BETTER_AUTH_SECRET,
+        DATA_DIR=str(tmp_path / "data"),
+        SUPERVISOR_RUN_DIR=str(tmp_path),
+        LOG_LEVEL="INFO",
+    )
+    env.update(overrides)
+    log_path = tmp_path / "stack.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "app.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Stack(process, env, log_path)
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack on PostgreSQL for a test module, in schemas of its own."""
+    running = start_stack(
+        tmp_path_factory.mktemp("stack"),
+        DATABASE_URL=postgres_url,
+        AUTH_DB_SCHEMA=unique_schema("auth"),
+        TASK_DB_SCHEMA=unique_schema("tasks"),
+    )
+    try:
+        running.wait_healthy()
+        yield running
+    finally:
+        running.stop()
+        _drop_schemas(postgres_url, running.env["AUTH_DB_SCHEMA"], running.env["TASK_DB_SCHEMA"])
+
+
+def _drop_schemas(url: str, *schemas: str) -> None:
+    async def drop() -> None:
+        for schema in schemas:
+            await drop_schema(url, schema)
+
+    asyncio.run(drop())

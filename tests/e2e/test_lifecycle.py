@@ -1,0 +1,85 @@
+"""Starting and stopping the stack as a platform would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ROOT, start_stack
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stack_starts_on_embedded_sqlite_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path)
+    try:
+        stack.wait_healthy()
+        health = httpx.get(f"{stack.base_url}/health", timeout=5).json()
+        pids = [stack.pid(name) for name in ("gateway", "auth", "tasks")]
+        assert all(_alive(pid) for pid in pids)
+    finally:
+        code = stack.stop()
+
+    assert health["services"]["tasks"]["storage"] == "sqlite"
+    assert code == 0
+    assert not any(_alive(pid) for pid in pids), "a program outlived supervisord"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{stack.base_url}/health", timeout=2)
+    assert (tmp_path / "data" / "auth.db").exists()
+    assert (tmp_path / "data" / "tasks.db").exists()
+    assert "data lives in local SQLite files" in stack.log()
+
+
+def test_bad_configuration_stops_the_launch_with_one_line(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, APP_ENV="production", SECRET_KEY="short")
+
+    code = stack.process.wait(timeout=30)
+
+    assert code != 0
+    output = stack.log().strip()
+    assert "DATABASE_URL is not set" in output
+    assert "SECRET_KEY must be set to at least 32 bytes" in output
+    assert "Traceback" not in output
+    assert not _alive(stack.process.pid)
+
+
+def test_the_container_healthcheck_follows_the_gateway(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path)
+    try:
+        stack.wait_healthy()
+        healthy = _healthcheck(stack.env)
+    finally:
+        stack.stop()
+
+    assert healthy == 0
+    assert _healthcheck(stack.env) == 1
+
+
+def _healthcheck(env: dict[str, str]) -> int:
+    return subprocess.run(
+        [sys.executable, "app.py", "--healthcheck"], cwd=ROOT, env=env, check=False
+    ).returncode
+
+
+def test_sigterm_is_forwarded_to_supervisord_itself(tmp_path: Path) -> None:
+    # app.py execs supervisord: the pid the platform signals is supervisord's.
+    stack = start_stack(tmp_path)
+    try:
+        stack.wait_healthy()
+        supervisord_pid = int(stack.supervisorctl("pid"))
+    finally:
+        stack.stop()
+
+    assert supervisord_pid == stack.process.pid
+    assert stack.process.returncode == 0
