@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from auth_service.rate_limit import AuthRateLimiter
 from auth_service.routes import router
 from auth_service.settings import AuthSettings
 from shared.service import create_service_app
@@ -18,7 +19,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
     """The auth service; settings come from the environment unless given."""
     settings = settings or load_settings(AuthSettings)
-    return create_service_app(
+    rate_limiter = AuthRateLimiter(settings)
+    app = create_service_app(
         name="auth",
         title="Todo auth service",
         description="Accounts, sign-in and tokens.",
@@ -31,4 +33,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             {"name": "auth", "description": "Register, sign in, refresh and sign out"},
             {"name": "users", "description": "The signed-in account"},
         ],
+        on_shutdown=[rate_limiter.aclose],
     )
+    app.state.rate_limiter = rate_limiter
+    return app

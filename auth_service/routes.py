@@ -5,13 +5,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from auth_service import crud
 from auth_service.deps import CurrentUser, SettingsDep
 from auth_service.models import User, new_id
+from auth_service.rate_limit import (
+    RateLimitedError,
+    RateLimiterDep,
+    client_address,
+    limit_per_client,
+    too_many_requests,
+)
 from auth_service.schemas import (
     LOGIN_REQUEST_BODY,
     LoginRequest,
@@ -70,7 +77,8 @@ async def _issue_tokens(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenResponse,
-    responses=error_responses(409, 503),
+    responses=error_responses(409, 429, 503),
+    dependencies=[Depends(limit_per_client)],
     tags=["auth"],
 )
 async def register(
@@ -127,19 +135,33 @@ async def _read_credentials(request: Request) -> LoginRequest:
 @router.post(
     "/auth/login",
     response_model=TokenResponse,
-    responses=error_responses(401, 422, 503),
+    responses=error_responses(401, 422, 429, 503),
     openapi_extra={"requestBody": LOGIN_REQUEST_BODY},
+    dependencies=[Depends(limit_per_client)],
     tags=["auth"],
 )
-async def login(request: Request, session: SessionDep, settings: SettingsDep) -> TokenResponse:
-    """Sign in with email and password (JSON, or the form the /docs Authorize button sends)."""
+async def login(
+    request: Request, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep
+) -> TokenResponse:
+    """Sign in with email and password (JSON, or the form the /docs Authorize button sends).
+
+    After LOGIN_FAILURE_LIMIT failures for one account from one client, further attempts
+    from that client are refused with 429 until the window passes.
+    """
     credentials = await _read_credentials(request)
+    client = client_address(request)
+    try:
+        await limiter.check_failures(credentials.email, client)
+    except RateLimitedError as exc:
+        raise too_many_requests(exc.retry_after) from None
     user = await crud.get_user_by_email(session, email=credentials.email)
     matches, new_hash = await verify_password(
         credentials.password, user.hashed_password if user else None
     )
     if user is None or not matches:
+        await limiter.record_failure(credentials.email, client)
         raise unauthorized("Incorrect email or password")
+    await limiter.clear_failures(credentials.email, client)
     if new_hash is not None:
         await crud.replace_password_hash(session, user=user, hashed_password=new_hash)
     return await _issue_tokens(session, settings, user)
@@ -148,7 +170,8 @@ async def login(request: Request, session: SessionDep, settings: SettingsDep) ->
 @router.post(
     "/auth/refresh",
     response_model=TokenResponse,
-    responses=error_responses(401, 503),
+    responses=error_responses(401, 429, 503),
+    dependencies=[Depends(limit_per_client)],
     tags=["auth"],
 )
 async def refresh(

@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated, Any
+
+from limits import parse
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from shared.settings import SchemaName, ServiceSettings
+
+
+def _rate_limit(value: str) -> str:
+    """A limit in the `limits` notation (`60/minute`, `5/15 minutes`), checked at start-up."""
+    try:
+        item = parse(value)
+    except ValueError:
+        raise ValueError("must look like 60/minute or 5/15 minutes") from None
+    if item.amount < 1:
+        raise ValueError("must allow at least one request")
+    return value
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _storage_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("redis://", "rediss://", "memory://")):
+        raise ValueError("must be a redis:// or rediss:// URL (or memory://)")
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 
 
 class AuthSettings(ServiceSettings):
     auth_db_schema: SchemaName = "auth"
     access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_expire_days: int = Field(default=7, ge=1, le=365)
+    # Per client IP, on register, login and refresh.
+    auth_rate_limit: RateLimit = "60/minute"
+    # Failed logins per account and client IP: an attacker elsewhere cannot lock a user out.
+    login_failure_limit: RateLimit = "5/15 minutes"
+    # Unset: counters live in this process. Redis shares them between instances.
+    rate_limit_storage_url: Annotated[
+        str | None, BeforeValidator(_blank_to_none), AfterValidator(_storage_url)
+    ] = None

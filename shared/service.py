@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from shared import __version__
-from shared.db import create_database, is_database_unavailable
+from shared.db import Database, create_database, is_database_unavailable
 from shared.errors import install_error_handlers
 from shared.health import router as health_router
 from shared.logging import configure_logging
@@ -39,8 +39,12 @@ def create_service_app(
     routers: Sequence[APIRouter],
     verifier: TokenVerifier,
     openapi_tags: list[dict[str, Any]] | None = None,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
-    """A FastAPI app for one service, migrating its own schema at start-up."""
+    """A FastAPI app for one service, migrating its own schema at start-up.
+
+    `on_shutdown` closes what the service opened besides the database and the verifier.
+    """
     configure_logging(settings.log_level, name)
     database = create_database(settings, schema=schema, name=name)
 
@@ -53,6 +57,8 @@ def create_service_app(
         try:
             yield
         finally:
+            for close in on_shutdown:
+                await close()
             await verifier.aclose()
             await database.dispose()
 
@@ -76,7 +82,7 @@ def create_service_app(
     return app
 
 
-async def _migrate_when_reachable(database: Any, migrations_dir: Path) -> None:
+async def _migrate_when_reachable(database: Database, migrations_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STARTUP_DATABASE_WAIT_SECONDS
     delay = 0.5

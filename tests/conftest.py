@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+import redis
+import redis.asyncio
 from sqlalchemy.engine import make_url
 
 from auth_service.settings import AuthSettings
@@ -53,6 +55,27 @@ async def postgres_url() -> str:
             pytest.fail(message)
         pytest.skip(message)
     await connection.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+async def redis_url() -> str:
+    """TEST_REDIS_URL, checked reachable. Skipped without it, but never on CI."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        if IN_CI:
+            pytest.fail("CI=true but TEST_REDIS_URL is not set: Redis tests must run")
+        pytest.skip("TEST_REDIS_URL is not set; Redis tests skipped")
+    client = redis.asyncio.from_url(url, socket_connect_timeout=5)
+    try:
+        await client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis at TEST_REDIS_URL is unreachable: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        await client.aclose()
     return url
 
 

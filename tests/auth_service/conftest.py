@@ -24,6 +24,9 @@ def auth_settings(backend: Backend, **overrides: Any) -> AuthSettings:
         "database_url": backend.secret_url,
         "data_dir": backend.data_dir,
         "auth_db_schema": unique_schema("auth"),
+        # Suites share one app per module; only the rate-limit tests want real limits.
+        "auth_rate_limit": "100000/minute",
+        "login_failure_limit": "100000/minute",
         **overrides,
     }
     return AuthSettings(_env_file=None, **values)

@@ -1,0 +1,132 @@
+"""Throttling of sign-in endpoints, on the maintained `limits` library.
+
+Two limits: requests per client IP on register, login and refresh; and failed logins per
+account and client IP, so that an attacker elsewhere cannot lock a user out. Counters live
+in memory, or in Redis when several instances must share them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Annotated, Any
+
+import redis.asyncio
+from fastapi import Depends, HTTPException, Request, status
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+
+from auth_service.settings import AuthSettings
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimitedError(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class AuthRateLimiter:
+    """The auth service's two limits over one storage.
+
+    When the storage fails (Redis unreachable) requests are let through and the failure
+    logged: an outage of the counter store must not lock every user out.
+    """
+
+    def __init__(self, settings: AuthSettings) -> None:
+        url = settings.rate_limit_storage_url
+        self._pool: redis.asyncio.ConnectionPool | None = None
+        if url is None or url.startswith("memory://"):
+            self.storage = storage_from_string("async+memory://", wrap_exceptions=True)
+        else:
+            # Our own pool, so shutdown can close it; short timeouts, so a dead Redis costs
+            # a login seconds at most instead of hanging it.
+            self._pool = redis.asyncio.ConnectionPool.from_url(
+                url, socket_connect_timeout=2, socket_timeout=2
+            )
+            # limits hands these to redis-py (its annotations only name scalar options).
+            options: dict[str, Any] = {"implementation": "redispy", "connection_pool": self._pool}
+            self.storage = storage_from_string(f"async+{url}", wrap_exceptions=True, **options)
+        self.strategy = MovingWindowRateLimiter(self.storage)
+        self.per_ip = parse(settings.auth_rate_limit)
+        self.failures = parse(settings.login_failure_limit)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    async def hit_client(self, client: str) -> None:
+        """Count one request of a client; RateLimitedError when it is over its limit."""
+        await self._hit(self.per_ip, "auth", client)
+
+    async def check_failures(self, email: str, client: str) -> None:
+        """RateLimitedError when this account has failed too often from this client."""
+        try:
+            allowed = await self.strategy.test(self.failures, "login-failure", email, client)
+        except StorageError as exc:
+            logger.error("Rate limit storage unavailable: %s", exc)
+            return
+        if not allowed:
+            raise RateLimitedError(
+                await self._retry_after(self.failures, "login-failure", email, client)
+            )
+
+    async def record_failure(self, email: str, client: str) -> None:
+        await self._hit(self.failures, "login-failure", email, client, raise_over=False)
+
+    async def clear_failures(self, email: str, client: str) -> None:
+        try:
+            await self.strategy.clear(self.failures, "login-failure", email, client)
+        except StorageError as exc:
+            logger.error("Rate limit storage unavailable: %s", exc)
+
+    async def _hit(self, item: RateLimitItem, *identifiers: str, raise_over: bool = True) -> None:
+        try:
+            allowed = await self.strategy.hit(item, *identifiers)
+        except StorageError as exc:
+            logger.error("Rate limit storage unavailable: %s", exc)
+            return
+        if not allowed and raise_over:
+            raise RateLimitedError(await self._retry_after(item, *identifiers))
+
+    async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
+        try:
+            stats = await self.strategy.get_window_stats(item, *identifiers)
+        except StorageError:
+            return item.get_expiry()
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+
+def too_many_requests(retry_after: int) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"Too many requests; retry in {retry_after} seconds",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def client_address(request: Request) -> str:
+    """The client as resolved by uvicorn's --proxy-headers from trusted forwarders."""
+    return request.client.host if request.client else "unknown"
+
+
+def get_rate_limiter(request: Request) -> AuthRateLimiter:
+    limiter: AuthRateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+async def limit_per_client(
+    request: Request, limiter: Annotated[AuthRateLimiter, Depends(get_rate_limiter)]
+) -> None:
+    """Dependency: 429 with Retry-After once a client IP is over AUTH_RATE_LIMIT."""
+    try:
+        await limiter.hit_client(client_address(request))
+    except RateLimitedError as exc:
+        raise too_many_requests(exc.retry_after) from None
+
+
+RateLimiterDep = Annotated[AuthRateLimiter, Depends(get_rate_limiter)]

@@ -1,0 +1,201 @@
+"""Throttling of register, login and refresh; per client IP, and per account and IP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from auth_service.app import create_app
+from tests.auth_service.conftest import auth_settings
+from tests.support.databases import Backend
+from tests.support.http_server import free_port
+
+Clients = Callable[..., AbstractAsyncContextManager[Callable[[str], httpx.AsyncClient]]]
+
+
+@pytest.fixture
+def limited_app(tmp_path: Path) -> Clients:
+    """An auth app with the given limits; yields a factory of clients seen from an IP."""
+
+    @asynccontextmanager
+    async def start(**limits: Any) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+        app = create_app(auth_settings(Backend("sqlite", None, tmp_path), **limits))
+
+        def client(ip: str) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+            return httpx.AsyncClient(transport=transport, base_url="http://auth.test")
+
+        async with LifespanManager(app):
+            yield client
+
+    return start
+
+
+def _email() -> str:
+    return f"u{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def test_a_client_over_the_limit_gets_429_with_retry_after(limited_app: Clients) -> None:
+    async with (
+        limited_app(auth_rate_limit="3/minute") as client_from,
+        client_from("198.51.100.1") as client,
+    ):
+        responses = [
+            await client.post("/auth/login", json={"email": _email(), "password": "x"})
+            for _ in range(4)
+        ]
+
+    assert [r.status_code for r in responses] == [401, 401, 401, 429]
+    limited = responses[-1]
+    assert limited.json()["detail"].startswith("Too many requests")
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+
+
+async def test_register_login_and_refresh_share_the_clients_budget(
+    limited_app: Clients,
+) -> None:
+    async with (
+        limited_app(auth_rate_limit="2/minute") as client_from,
+        client_from("198.51.100.2") as client,
+    ):
+        register = await client.post(
+            "/auth/register", json={"email": _email(), "password": "correct horse"}
+        )
+        refresh = await client.post(
+            "/auth/refresh", json={"refresh_token": register.json()["refresh_token"]}
+        )
+        login = await client.post("/auth/login", json={"email": _email(), "password": "x"})
+
+    assert (register.status_code, refresh.status_code, login.status_code) == (201, 200, 429)
+
+
+async def test_other_clients_and_other_routes_are_not_affected(limited_app: Clients) -> None:
+    async with (
+        limited_app(auth_rate_limit="1/minute") as client_from,
+        client_from("198.51.100.3") as first,
+        client_from("198.51.100.4") as second,
+    ):
+        await first.post("/auth/login", json={"email": _email(), "password": "x"})
+        blocked = await first.post("/auth/login", json={"email": _email(), "password": "x"})
+        other_ip = await second.post("/auth/login", json={"email": _email(), "password": "x"})
+        health = await first.get("/health")
+        me = await first.get("/api/users/me")
+
+    assert blocked.status_code == 429
+    assert other_ip.status_code == 401
+    assert health.status_code == 200
+    assert me.status_code == 401
+
+
+async def test_repeated_failures_lock_the_account_for_that_client_only(
+    limited_app: Clients,
+) -> None:
+    email = _email()
+    async with (
+        limited_app(login_failure_limit="2/15 minutes") as client_from,
+        client_from("203.0.113.66") as attacker,
+        client_from("192.0.2.10") as owner,
+    ):
+        await owner.post("/auth/register", json={"email": email, "password": "correct horse"})
+        failures = [
+            await attacker.post("/auth/login", json={"email": email, "password": "guess"})
+            for _ in range(2)
+        ]
+        locked = await attacker.post(
+            "/auth/login", json={"email": email, "password": "correct horse"}
+        )
+        other_account = await attacker.post(
+            "/auth/login", json={"email": _email(), "password": "guess"}
+        )
+        owner_login = await owner.post(
+            "/auth/login", json={"email": email, "password": "correct horse"}
+        )
+
+    assert [r.status_code for r in failures] == [401, 401]
+    # Even the right password is refused from the attacking client...
+    assert locked.status_code == 429
+    assert int(locked.headers["retry-after"]) > 60
+    assert other_account.status_code == 401
+    # ...while the owner, elsewhere, signs in as usual.
+    assert owner_login.status_code == 200
+
+
+async def test_a_successful_login_clears_earlier_failures(limited_app: Clients) -> None:
+    email = _email()
+    async with (
+        limited_app(login_failure_limit="2/15 minutes") as client_from,
+        client_from("192.0.2.20") as client,
+    ):
+        await client.post("/auth/register", json={"email": email, "password": "correct horse"})
+        await client.post("/auth/login", json={"email": email, "password": "typo"})
+        await client.post("/auth/login", json={"email": email, "password": "correct horse"})
+        after = [
+            (
+                await client.post("/auth/login", json={"email": email, "password": "typo"})
+            ).status_code
+            for _ in range(2)
+        ]
+
+    assert after == [401, 401]
+
+
+async def test_counters_in_redis_are_shared_between_instances(
+    tmp_path: Path, redis_url: str
+) -> None:
+    ip = f"198.51.100.{uuid.uuid4().int % 200 + 20}-{uuid.uuid4().hex[:6]}"
+    backend = Backend("sqlite", None, tmp_path)
+    apps = [
+        create_app(
+            auth_settings(backend, auth_rate_limit="3/minute", rate_limit_storage_url=redis_url)
+        )
+        for _ in range(2)
+    ]
+    codes = []
+    async with LifespanManager(apps[0]), LifespanManager(apps[1]):
+        for n in range(4):
+            transport = httpx.ASGITransport(app=apps[n % 2], client=(ip, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
+                response = await client.post(
+                    "/auth/login", json={"email": _email(), "password": "x"}
+                )
+                codes.append(response.status_code)
+
+    assert codes == [401, 401, 401, 429]
+
+
+async def test_an_unreachable_redis_lets_requests_through(
+    limited_app: Clients, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    async with (
+        limited_app(auth_rate_limit="1/minute", rate_limit_storage_url=unreachable) as client_from,
+        client_from("198.51.100.9") as client,
+    ):
+        responses = [
+            await client.post("/auth/login", json={"email": _email(), "password": "x"})
+            for _ in range(3)
+        ]
+
+    assert [r.status_code for r in responses] == [401, 401, 401]
+    assert "Rate limit storage unavailable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("auth_rate_limit", "lots"),
+        ("auth_rate_limit", "0/minute"),
+        ("login_failure_limit", "5 per fortnight"),
+        ("rate_limit_storage_url", "memcached://x"),
+    ],
+)
+def test_bad_limit_settings_are_refused(tmp_path: Path, field: str, value: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        auth_settings(Backend("sqlite", None, tmp_path), **{field: value})
