@@ -77,7 +77,7 @@ async def _issue_tokens(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenResponse,
-    responses=error_responses(409, 429, 503),
+    responses=error_responses(400, 409, 429, 503),
     dependencies=[Depends(limit_per_client)],
     tags=["auth"],
 )
@@ -170,7 +170,7 @@ async def login(
 @router.post(
     "/auth/refresh",
     response_model=TokenResponse,
-    responses=error_responses(401, 429, 503),
+    responses=error_responses(400, 401, 429, 503),
     dependencies=[Depends(limit_per_client)],
     tags=["auth"],
 )
@@ -195,7 +195,7 @@ async def refresh(
 @router.post(
     "/auth/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 503),
+    responses=error_responses(400, 401, 503),
     tags=["auth"],
 )
 async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Response:

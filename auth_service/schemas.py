@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field, StringConstraints
 
+from shared.db import StorableText
 from shared.tokens import MAX_TOKEN_BYTES
 
 PASSWORD_MIN_LENGTH = 8
@@ -30,6 +31,7 @@ def normalize_email(value: str) -> str:
 Email = Annotated[
     EmailStr,
     BeforeValidator(_strip),
+    StorableText,
     AfterValidator(normalize_email),
     Field(max_length=EMAIL_MAX_LENGTH, examples=["ada@example.com"]),
 ]
@@ -38,9 +40,10 @@ NewPassword = Annotated[
     Field(
         min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, examples=["correct horse"]
     ),
+    StorableText,
 ]
 DisplayName = Annotated[
-    Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None,
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), StorableText] | None,
     AfterValidator(_blank_to_none),
 ]
 Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_BYTES)]
@@ -57,9 +60,10 @@ class LoginRequest(BaseModel):
     email: Annotated[
         str,
         Field(min_length=1, max_length=EMAIL_MAX_LENGTH, examples=["ada@example.com"]),
+        StorableText,
         AfterValidator(normalize_email),
     ]
-    password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH), StorableText]
 
 
 class RefreshRequest(BaseModel):

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway.middleware import ProxyDispatchMiddleware, SecurityHeadersMiddleware, cors_origins
@@ -18,7 +19,7 @@ from gateway.routes import API_TITLE, router
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 from shared import __version__
-from shared.errors import unexpected_error
+from shared.errors import unexpected_error, validation_error
 from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware
 from shared.settings import load_settings
@@ -82,6 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         ),
     )
     app.state.gateway = state
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected_error)
 
     # Added innermost first: requests meet RequestContext, then security headers, then

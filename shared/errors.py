@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.routing import compile_path
 
 from shared.db import is_database_unavailable
 
@@ -24,7 +29,7 @@ class ErrorResponse(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "Bad request",
+    400: "The body could not be read (not UTF-8, or cut short)",
     401: "Missing, invalid or expired credentials",
     403: "The token does not grant access to this user's resources",
     404: "Not found",
@@ -57,6 +62,23 @@ def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+class _UnicodeSafeJSONResponse(JSONResponse):
+    """JSON that cannot fail to encode: lone surrogates in echoed input become `?`."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "replace")
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, able to echo input that is not valid Unicode.
+
+    FastAPI's own handler fails with a 500 when a 422 repeats a lone surrogate it was sent.
+    """
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
+    return _UnicodeSafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 def database_unavailable_response() -> JSONResponse:
     return JSONResponse(
         {"detail": "Database unavailable, retry shortly"},
@@ -78,8 +100,42 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
 
 
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """Every method some route serves at `path`.
+
+    Starlette's own 405 names only the methods of the first route matching the path, while
+    one path often has several routes (GET and POST of a collection).
+    """
+    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "method_index", None)
+    if index is None:
+        index = [
+            (compile_path(template)[0], {m.upper() for m in operations if m in _HTTP_METHODS})
+            for template, operations in app.openapi().get("paths", {}).items()
+        ]
+        app.state.method_index = index
+    methods: set[str] = set()
+    for pattern, served in index:
+        if pattern.match(path):
+            methods |= served
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    allowed = _allowed_methods(request.app, request.url.path)
+    headers = {"Allow": ", ".join(sorted(allowed))} if allowed else None
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Database outages become 503s; anything unexpected a bare 500 without internals."""
+    """Database outages become 503s; anything unexpected a bare 500 without internals;
+    a 405 names every method the path serves."""
     for exc_class in (SQLAlchemyError, OSError, TimeoutError):
         app.add_exception_handler(exc_class, _database_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(Exception, unexpected_error)

@@ -202,5 +202,7 @@ def _subject(claims: Mapping[str, Any]) -> str:
         if isinstance(value, str) and value.strip():
             if len(value) > MAX_SUBJECT_LENGTH:
                 raise InvalidTokenError("subject too long")
+            if not value.isprintable():
+                raise InvalidTokenError("subject has control characters")
             return value
     raise InvalidTokenError("token names no subject")

@@ -34,6 +34,7 @@ _LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
     **error_responses(401, 403, 503),
 }
 _TASK_RESPONSES = error_responses(401, 403, 404, 503)
+_TASK_BODY_RESPONSES = error_responses(400, 401, 403, 404, 503)
 
 
 def _public(task: Task) -> TaskPublic:
@@ -67,7 +68,7 @@ async def list_tasks(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 503),
+    responses=error_responses(400, 401, 403, 503),
 )
 async def create_task(user_id: OwnUserId, body: TaskCreate, session: SessionDep) -> TaskPublic:
     """Add a task. Only `title` is required; unknown fields are ignored."""
@@ -80,7 +81,7 @@ async def read_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) ->
     return _found(await crud.get_task(session, user_id=user_id, task_id=task_id))
 
 
-@router.put("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
+@router.put("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
 async def replace_task(
     user_id: OwnUserId, task_id: TaskId, body: TaskReplace, session: SessionDep
 ) -> TaskPublic:
@@ -94,7 +95,7 @@ async def replace_task(
     return _found(task)
 
 
-@router.patch("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
+@router.patch("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
 async def update_task(
     user_id: OwnUserId,
     task_id: TaskId,

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from shared.db import StorableText
 from task_service.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH, Priority
 
 MAX_TAGS = 10
@@ -85,16 +86,19 @@ def _trimmed(max_length: int, min_length: int | None = None) -> StringConstraint
     return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length)
 
 
-Title = Annotated[str, _trimmed(TITLE_MAX_LENGTH, min_length=1), Field(examples=["Buy milk"])]
+Title = Annotated[
+    str, _trimmed(TITLE_MAX_LENGTH, min_length=1), StorableText, Field(examples=["Buy milk"])
+]
 # Optional free text: trimmed, and blank means absent.
 Description = Annotated[
-    Annotated[str, _trimmed(DESCRIPTION_MAX_LENGTH)] | None, AfterValidator(_blank_to_none)
+    Annotated[str, _trimmed(DESCRIPTION_MAX_LENGTH), StorableText] | None,
+    AfterValidator(_blank_to_none),
 ]
 TagFilter = Annotated[
-    Annotated[str, _trimmed(TAG_MAX_LENGTH)] | None, AfterValidator(_blank_to_none)
+    Annotated[str, _trimmed(TAG_MAX_LENGTH), StorableText] | None, AfterValidator(_blank_to_none)
 ]
 SearchText = Annotated[
-    Annotated[str, _trimmed(SEARCH_MAX_LENGTH)] | None, AfterValidator(_blank_to_none)
+    Annotated[str, _trimmed(SEARCH_MAX_LENGTH), StorableText] | None, AfterValidator(_blank_to_none)
 ]
 DueDate = Annotated[
     datetime | None,
@@ -102,7 +106,7 @@ DueDate = Annotated[
     AfterValidator(_to_utc),
     Field(description="ISO-8601 date-time; without an offset it is taken as UTC"),
 ]
-Tag = Annotated[str, _trimmed(TAG_MAX_LENGTH, min_length=1)]
+Tag = Annotated[str, _trimmed(TAG_MAX_LENGTH, min_length=1), StorableText]
 Tags = Annotated[
     list[Tag],
     Field(

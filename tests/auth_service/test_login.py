@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import bcrypt
@@ -164,6 +165,15 @@ async def test_corrupt_stored_hash_is_a_plain_401(
         ({"json": {"email": "", "password": PASSWORD}}, "email"),
         ({"json": {"email": EMAIL, "password": ""}}, "password"),
         ({"json": {"email": EMAIL, "password": "p" * 129}}, "password"),
+        ({"json": {"email": "nul\u0000@example.com", "password": PASSWORD}}, "email"),
+        (
+            {
+                # A lone surrogate: sent ASCII-escaped, as only a JSON escape can carry it.
+                "content": json.dumps({"email": EMAIL, "password": "\ud800"}),
+                "headers": {"content-type": "application/json"},
+            },
+            "password",
+        ),
         ({"json": [EMAIL, PASSWORD]}, "body"),
         ({"data": {"password": PASSWORD}}, "email"),
         ({"content": b"{oops", "headers": {"content-type": "application/json"}}, "body"),

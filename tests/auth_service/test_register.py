@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -85,12 +86,20 @@ async def test_password_length_limits_are_inclusive(client: httpx.AsyncClient, l
         ({**GOOD, "name": "n" * 101}, "name"),
         ({"password": "correct horse"}, "email"),
         ({"email": "ada@example.com"}, "password"),
+        ({**GOOD, "name": "Ada\u0000"}, "name"),
+        ({**GOOD, "password": "long enough \u0000"}, "password"),
+        ({**GOOD, "password": "long enough \ud800"}, "password"),
     ],
 )
 async def test_invalid_registration_is_422_naming_the_field(
     client: httpx.AsyncClient, payload: dict[str, Any], field: str
 ) -> None:
-    response = await client.post("/auth/register", json=payload)
+    # ASCII-escaped JSON, so that lone surrogates can be sent at all.
+    response = await client.post(
+        "/auth/register",
+        content=json.dumps(payload),
+        headers={"content-type": "application/json"},
+    )
 
     assert response.status_code == 422
     assert field in {error["loc"][-1] for error in response.json()["detail"]}

@@ -66,6 +66,7 @@ REJECTED: list[tuple[str, Callable[[], str]]] = [
     ("blank-subject", lambda: mint(sub="  ")),
     ("list-subject", lambda: mint(sub=["a"])),
     ("huge-subject", lambda: mint(sub="u" * 300)),
+    ("control-char-subject", lambda: mint(sub="user\x00-1")),
     ("wrong-typ", lambda: mint(headers={"typ": "refresh+jwt"})),
     ("oversized", lambda: mint(padding="p" * 9000)),
     ("hs512", lambda: jwt.encode({"sub": "u", "exp": time.time() + 60}, "k" * 64, "HS512")),
