@@ -127,12 +127,15 @@ def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield running
     finally:
         running.stop()
-        _drop_schemas(postgres_url, running.env["AUTH_DB_SCHEMA"], running.env["TASK_DB_SCHEMA"])
+        drop_stack_schemas(postgres_url, running)
 
 
-def _drop_schemas(url: str, *schemas: str) -> None:
+def drop_stack_schemas(url: str, stack: Stack) -> None:
+    """Drop the schemas a stack on PostgreSQL created."""
+
     async def drop() -> None:
-        for schema in schemas:
-            await drop_schema(url, schema)
+        for name in ("AUTH_DB_SCHEMA", "TASK_DB_SCHEMA"):
+            if name in stack.env:
+                await drop_schema(url, stack.env[name])
 
     asyncio.run(drop())
