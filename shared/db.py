@@ -162,6 +162,8 @@ def _create_postgres(target: ConnectionTarget, settings: ServiceSettings, schema
         pool_timeout=settings.db_connect_timeout,
         pool_recycle=POOL_RECYCLE_SECONDS,
         pool_pre_ping=True,
+        # Parameters (password hashes, emails) stay out of error messages and so out of logs.
+        hide_parameters=True,
         execution_options={"schema_translate_map": {None: schema}},
     )
     return Database(engine, "postgresql", schema, target.safe_description)
@@ -176,6 +178,7 @@ def _create_sqlite(target: ConnectionTarget, settings: ServiceSettings) -> Datab
         pool_size=1,
         max_overflow=0,
         pool_timeout=settings.db_command_timeout,
+        hide_parameters=True,
     )
     event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
     return Database(engine, "sqlite", None, target.url.database or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.routing import compile_path
 
 from shared.db import is_database_unavailable
@@ -87,11 +88,27 @@ def database_unavailable_response() -> JSONResponse:
     )
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    """503 when the database cannot be reached; any other database failure is a 500.
+
+    A driver's error message may quote a query's values (emails, password hashes), so the
+    log gets the statement, SQLSTATE and stack frames, never the message.
+    """
     if is_database_unavailable(exc):
         logger.warning("Database unavailable: %s", type(exc).__name__)
         return database_unavailable_response()
-    return await unexpected_error(request, exc)
+    if not isinstance(exc, DBAPIError):
+        return await unexpected_error(request, exc)
+    logger.error(
+        "Database error %s (SQLSTATE %s) on %s %s; statement: %s\n%s",
+        type(exc.orig).__name__,
+        getattr(exc.orig, "sqlstate", "-"),
+        request.method,
+        request.url.path,
+        exc.statement,
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -135,7 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Database outages become 503s; anything unexpected a bare 500 without internals;
     a 405 names every method the path serves."""
     for exc_class in (SQLAlchemyError, OSError, TimeoutError):
-        app.add_exception_handler(exc_class, _database_error)
+        app.add_exception_handler(exc_class, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(Exception, unexpected_error)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -61,18 +62,27 @@ class Stack:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the stack exited early:\n{self.log()[-4000:]}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"the stack was not healthy within {timeout}s:\n{self.log()[-4000:]}")
+    def wait_healthy(self, within: float = STARTUP_TIMEOUT) -> None:
+        asyncio.run(self.until_healthy(within))
+
+    async def until_healthy(self, within: float = STARTUP_TIMEOUT) -> None:
+        """Wait for /health to answer 200, without blocking the event loop (which may be
+        running a test's proxy)."""
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    pytest.fail(f"the stack exited early:\n{self.log()[-4000:]}")
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        pytest.fail(f"the stack was not healthy within {within}s:\n{self.log()[-4000:]}")
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=10, **kwargs)
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -130,12 +140,12 @@ def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         drop_stack_schemas(postgres_url, running)
 
 
-def drop_stack_schemas(url: str, stack: Stack) -> None:
+async def drop_stack_schemas_async(url: str, stack: Stack) -> None:
     """Drop the schemas a stack on PostgreSQL created."""
+    for name in ("AUTH_DB_SCHEMA", "TASK_DB_SCHEMA"):
+        if name in stack.env:
+            await drop_schema(url, stack.env[name])
 
-    async def drop() -> None:
-        for name in ("AUTH_DB_SCHEMA", "TASK_DB_SCHEMA"):
-            if name in stack.env:
-                await drop_schema(url, stack.env[name])
 
-    asyncio.run(drop())
+def drop_stack_schemas(url: str, stack: Stack) -> None:
+    asyncio.run(drop_stack_schemas_async(url, stack))
