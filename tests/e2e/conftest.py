@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,16 @@ class Stack:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_once(self, ready: Callable[[str], bool], within: float = 10) -> str:
+        """The log, once `ready(log)` holds (or the time is up): supervisord copies the
+        programs' output to it a little later than they write it."""
+        deadline = time.monotonic() + within
+        while True:
+            log = self.log()
+            if ready(log) or time.monotonic() > deadline:
+                return log
+            time.sleep(0.05)
 
     def wait_healthy(self, within: float = STARTUP_TIMEOUT) -> None:
         asyncio.run(self.until_healthy(within))

@@ -127,7 +127,8 @@ def test_request_id_reaches_every_log_line_of_the_request(stack: Stack) -> None:
         client.get("/api/users/me", headers={"X-Request-ID": "e2e-trace-43"})
 
     assert response.headers["x-request-id"] == "e2e-trace-42"
-    log = stack.log()
+    expected = ("gateway [e2e-trace-42]", "tasks [e2e-trace-42]", "auth [e2e-trace-43]")
+    log = stack.log_once(lambda text: all(line in text for line in expected))
     assert "gateway [e2e-trace-42]" in log
     assert "tasks [e2e-trace-42]" in log
     assert "auth [e2e-trace-43]" in log
