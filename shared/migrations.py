@@ -50,13 +50,15 @@ def alembic_config(migrations_dir: Path, schema: str | None) -> Config:
     return config
 
 
-async def upgrade_database(database: Database, migrations_dir: Path) -> None:
-    """Bring the service's schema to the newest revision."""
+async def upgrade_database(
+    database: Database, migrations_dir: Path, revision: str = "head"
+) -> None:
+    """Bring the service's schema to `revision` (the newest by default)."""
     config = alembic_config(migrations_dir, database.schema)
 
     def upgrade(connection: Connection) -> None:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
     async with database.engine.connect() as connection:
         await _prepare(connection, database)

@@ -27,7 +27,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import utcnow
-from task_service.models import Task
+from task_service.models import Task, TaskCount
 from task_service.schemas import TaskCreate, TaskListQuery
 
 _PRIORITY_RANK = case({"low": 1, "medium": 2, "high": 3}, value=col(Task.priority))
@@ -65,8 +65,22 @@ async def list_tasks(
     # A short page that is not past the end tells the total by itself.
     if len(tasks) < query.limit and (tasks or query.offset == 0):
         return tasks, query.offset + len(tasks)
+    if query.priority is None and query.tag is None and query.q is None:
+        return tasks, await _counted_total(session, user_id, query.status)
     total = await session.exec(select(func.count()).select_from(Task).where(*conditions))
     return tasks, total.one()
+
+
+async def _counted_total(session: AsyncSession, user_id: str, status: str) -> int:
+    """The total for a status filter, from the counts the database keeps per user."""
+    counts = await session.get(TaskCount, user_id)
+    if counts is None:
+        return 0
+    if status == "completed":
+        return counts.completed
+    if status == "pending":
+        return counts.total - counts.completed
+    return counts.total
 
 
 async def update_task(

@@ -58,3 +58,17 @@ class Task(TaskModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TaskCount(TaskModel, table=True):
+    """How many tasks each user has, and how many are completed.
+
+    Kept by database triggers on `tasks` (see migration 0002), so listing a user's tasks
+    never has to count them all to fill in X-Total-Count.
+    """
+
+    __tablename__ = "task_counts"
+
+    user_id: str = Field(primary_key=True, max_length=MAX_SUBJECT_LENGTH)
+    total: int = Field(default=0, sa_type=BigInteger)
+    completed: int = Field(default=0, sa_type=BigInteger)

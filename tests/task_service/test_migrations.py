@@ -50,13 +50,18 @@ async def test_table_indexes_and_version_live_in_the_service_schema(
         version = await connection.fetchval(
             f'SELECT version_num FROM "{pg_schema}".alembic_version'
         )
+        function_schemas = await connection.fetch(
+            "SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE p.proname = 'count_tasks'"
+        )
     finally:
         await connection.close()
-    assert {row["table_name"] for row in tables} == {"tasks", "alembic_version"}
+    assert {row["table_name"] for row in tables} == {"tasks", "task_counts", "alembic_version"}
+    assert pg_schema in {row["nspname"] for row in function_schemas}
     definitions = {row["indexname"]: row["indexdef"] for row in indexes}
     assert "(user_id, created_at, id)" in definitions["ix_tasks_user_id_created_at_id"]
     assert (
         "(user_id, completed, created_at, id)"
         in definitions["ix_tasks_user_id_completed_created_at_id"]
     )
-    assert version == "0001"
+    assert version == "0002"
