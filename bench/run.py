@@ -1,0 +1,720 @@
+#!/usr/bin/env python3
+"""Benchmarks of the stack, side by side on this machine.
+
+    python bench/run.py [--duration 10] [--repeats 2]
+
+Starts what it needs on free loopback ports (the stack with `python app.py` on PostgreSQL,
+nginx in front of the same task service), drives it with wrk, prints a table and writes
+bench/results.md and bench/results.json. Needs wrk and nginx (installed with apt-get when
+missing and allowed) and a PostgreSQL server (BENCH_DATABASE_URL, default the local one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as `python bench/run.py`: the project's own modules are importable from its root.
+sys.path.insert(0, str(ROOT))
+
+from auth_service.security import ARGON2_PARAMETERS  # noqa: E402
+
+BENCH = ROOT / "bench"
+WORK = BENCH / ".work"
+WRK_SCRIPTS = BENCH / "wrk"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PASSWORD = "benchmark password"
+# Moderate load: two connections, each pausing this long between requests.
+MODERATE_CONNECTIONS = 2
+THINK_MS = 5
+SATURATION_CONNECTIONS = 32
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+@dataclass
+class WrkResult:
+    """One wrk run: throughput and latency percentiles in milliseconds."""
+
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read wrk's `--latency` report."""
+
+    def latency(percent: str) -> float:
+        match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
+        if match is None:
+            raise ValueError(f"no {percent}% latency in wrk output")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
+    if rate is None or total is None:
+        raise ValueError("not a wrk report")
+    errors = 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if non_2xx:
+        errors += int(non_2xx.group(1))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return WrkResult(
+        requests_per_second=float(rate.group(1)),
+        p50_ms=latency("50"),
+        p90_ms=latency("90"),
+        p99_ms=latency("99"),
+        requests=int(total.group(1)),
+        errors=errors,
+    )
+
+
+def run_wrk(
+    url: str,
+    script: str,
+    *,
+    connections: int,
+    duration: int,
+    env: dict[str, str],
+) -> WrkResult:
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(WRK_SCRIPTS / script),
+        url,
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, **env}, check=True
+    )
+    return parse_wrk(done.stdout)
+
+
+def best(results: list[WrkResult]) -> WrkResult:
+    """Of repeated runs, the one with the highest throughput (least disturbed)."""
+    return max(results, key=lambda result: result.requests_per_second)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("wrk", "nginx") if shutil.which(tool) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        sys.exit(f"Install {' and '.join(missing)} first (Debian: apt-get install wrk nginx-light)")
+    print(f"Installing {', '.join(missing)} with apt-get...", flush=True)
+    packages = ["wrk" if tool == "wrk" else "nginx-light" for tool in missing]
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True)
+    # Debian starts the packaged nginx on port 80; the benchmark runs its own.
+    subprocess.run(["service", "nginx", "stop"], check=False, capture_output=True)
+
+
+@dataclass
+class Stack:
+    """`python app.py` running on free ports."""
+
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    started_at: float
+    healthy_after: float = 0.0
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.env['PORT']}"
+
+    @property
+    def task_service(self) -> str:
+        return f"http://127.0.0.1:{self.env['TASK_SERVICE_PORT']}"
+
+    def pids(self) -> list[int]:
+        """supervisord and every program it runs."""
+        command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", "supervisord.conf"]
+        out = subprocess.run(
+            [*command, "pid", "all"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        return [self.process.pid] + [int(line) for line in out.split() if line.isdigit()]
+
+    def rss_mib(self) -> float:
+        total_kib = 0
+        for pid in self.pids():
+            status = Path(f"/proc/{pid}/status").read_text()
+            match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+            total_kib += int(match.group(1)) if match else 0
+        return total_kib / 1024
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def start_stack(**overrides: str) -> Stack:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "SECRET_KEY", "APP_ENV", "DATA_DIR"}
+    }
+    run_dir = WORK / f"stack-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir(parents=True)
+    env.update(
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        AUTH_SERVICE_PORT=str(free_port()),
+        TASK_SERVICE_PORT=str(free_port()),
+        SECRET_KEY="benchmark-secret-key-0123456789abcdefghijklmnop",
+        DATA_DIR=str(run_dir / "data"),
+        SUPERVISOR_RUN_DIR=str(run_dir),
+        # The limiter would measure itself: sign-in throttling is not what is benchmarked.
+        AUTH_RATE_LIMIT="100000000/minute",
+        LOGIN_FAILURE_LIMIT="100000000/minute",
+    )
+    env.update(overrides)
+    log = (run_dir / "stack.log").open("wb")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    stack = Stack(process, env, started)
+    deadline = started + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{stack.gateway}/health", timeout=1).status_code == 200:
+                stack.healthy_after = time.monotonic() - started
+                return stack
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    stack.stop()
+    sys.exit(f"the stack did not become healthy; see {run_dir / 'stack.log'}")
+
+
+@contextmanager
+def nginx_in_front_of(upstream_port: int) -> Iterator[str]:
+    """nginx as a reverse proxy with upstream keep-alive; yields its base URL."""
+    port = free_port()
+    prefix = WORK / f"nginx-{port}"
+    prefix.mkdir(parents=True)
+    config = prefix / "nginx.conf"
+    config.write_text(
+        f"""daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream tasks {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://tasks;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+    )
+    process = subprocess.Popen(
+        ["nginx", "-p", str(prefix), "-c", str(config)], stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@dataclass
+class User:
+    id: str
+    token: str
+    email: str
+
+    @property
+    def tasks_path(self) -> str:
+        return f"/api/{self.id}/tasks"
+
+
+def register(base_url: str, label: str) -> User:
+    email = f"{label}-{uuid.uuid4().hex[:8]}@bench.example.com"
+    body = httpx.post(
+        f"{base_url}/auth/register", json={"email": email, "password": PASSWORD}, timeout=10
+    ).json()
+    return User(body["user"]["id"], body["access_token"], email)
+
+
+async def seed_tasks(database_url: str, schema: str, user_id: str, count: int) -> None:
+    """Insert `count` tasks for one user straight into the table, then refresh statistics."""
+    now = datetime.now(UTC)
+    records = [
+        (
+            user_id,
+            f"Task number {n}",
+            "seeded for the benchmark" if n % 3 else None,
+            n % 2 == 0,
+            ("low", "medium", "high")[n % 3],
+            now + timedelta(days=n % 90) if n % 4 else None,
+            json.dumps(["bench", f"group{n % 10}"]),
+            now - timedelta(seconds=count - n),
+            now - timedelta(seconds=count - n),
+        )
+        for n in range(count)
+    ]
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.copy_records_to_table(
+            "tasks",
+            schema_name=schema,
+            records=records,
+            columns=[
+                "user_id",
+                "title",
+                "description",
+                "completed",
+                "priority",
+                "due_date",
+                "tags",
+                "created_at",
+                "updated_at",
+            ],
+        )
+        await connection.execute(f'ANALYZE "{schema}".tasks')
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Results:
+    machine: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    gateway_cost: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: dict[str, dict[str, Any]] = field(default_factory=dict)
+    writes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    logins: dict[str, Any] = field(default_factory=dict)
+    footprint: dict[str, Any] = field(default_factory=dict)
+    headline: dict[str, Any] = field(default_factory=dict)
+
+
+def machine_info(database_url: str) -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+
+    async def server_version() -> str:
+        connection = await asyncpg.connect(database_url)
+        try:
+            return str(await connection.fetchval("SHOW server_version"))
+        finally:
+            await connection.close()
+
+    def version(command: list[str]) -> str:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        return (done.stdout + done.stderr).strip().splitlines()[0]
+
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": f"{memory_kib / 1024 / 1024:.1f} GiB",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": asyncio.run(server_version()),
+        "nginx": version(["nginx", "-v"]),
+        "wrk": version(["wrk", "-v"]),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def summary(result: WrkResult) -> dict[str, Any]:
+    return {key: round(value, 2) for key, value in asdict(result).items()}
+
+
+def measure(
+    label: str, repeats: int, run: Callable[[], WrkResult], results: dict[str, dict[str, Any]]
+) -> None:
+    result = best([run() for _ in range(repeats)])
+    results[label] = summary(result)
+    print(
+        f"  {label:<40} {result.requests_per_second:>9.0f} req/s   p50 {result.p50_ms:7.2f} ms"
+        f"   p99 {result.p99_ms:7.2f} ms   errors {result.errors}",
+        flush=True,
+    )
+
+
+def gateway_cost(stack: Stack, user: User, args: argparse.Namespace, results: Results) -> None:
+    """The same list request served directly, through the gateway and through nginx."""
+    print("1. Gateway cost: GET the 20-task list", flush=True)
+    env = {"TOKEN": user.token}
+    with nginx_in_front_of(int(stack.env["TASK_SERVICE_PORT"])) as nginx:
+        targets = {"direct": stack.task_service, "gateway": stack.gateway, "nginx": nginx}
+        for load, connections, think in (
+            ("moderate", MODERATE_CONNECTIONS, THINK_MS),
+            ("saturation", SATURATION_CONNECTIONS, 0),
+        ):
+            runs: dict[str, list[WrkResult]] = {name: [] for name in targets}
+            # Interleaved, so drift on a shared machine hits every target alike.
+            for _ in range(args.repeats):
+                for name, base in targets.items():
+                    runs[name].append(
+                        run_wrk(
+                            base + user.tasks_path,
+                            "get.lua",
+                            connections=connections,
+                            duration=args.duration,
+                            env={**env, "THINK_MS": str(think)},
+                        )
+                    )
+            for name in targets:
+                chosen = best(runs[name])
+                results.gateway_cost[f"{load}/{name}"] = summary(chosen)
+                print(
+                    f"  {load:<10} {name:<8} {chosen.requests_per_second:>9.0f} req/s"
+                    f"   p50 {chosen.p50_ms:6.2f} ms   p99 {chosen.p99_ms:6.2f} ms"
+                    f"   errors {chosen.errors}",
+                    flush=True,
+                )
+    cost = results.gateway_cost
+    results.headline["gateway_vs_nginx_ratio"] = round(
+        cost["saturation/gateway"]["requests_per_second"]
+        / cost["saturation/nginx"]["requests_per_second"],
+        3,
+    )
+    results.headline["gateway_added_p50_ms_moderate"] = round(
+        cost["moderate/gateway"]["p50_ms"] - cost["moderate/direct"]["p50_ms"], 3
+    )
+    results.headline["nginx_added_p50_ms_moderate"] = round(
+        cost["moderate/nginx"]["p50_ms"] - cost["moderate/direct"]["p50_ms"], 3
+    )
+
+
+def scale_with_data(
+    stack: Stack, database_url: str, args: argparse.Namespace, results: Results
+) -> None:
+    print("2. List latency by the user's task count (limit=50, through the gateway)", flush=True)
+    schema = stack.env["TASK_DB_SCHEMA"]
+    for count in (100, 10_000, 100_000):
+        user = register(stack.gateway, f"scale{count}")
+        asyncio.run(seed_tasks(database_url, schema, user.id, count))
+        for query in ("limit=50", "limit=50&status=pending"):
+            measure(
+                f"{count} tasks, ?{query}",
+                args.repeats,
+                partial(
+                    run_wrk,
+                    f"{stack.gateway}{user.tasks_path}?{query}",
+                    "get.lua",
+                    connections=MODERATE_CONNECTIONS,
+                    duration=args.duration,
+                    env={"TOKEN": user.token, "THINK_MS": str(THINK_MS)},
+                ),
+                results.scale,
+            )
+    for query in ("limit=50", "limit=50&status=pending"):
+        small = results.scale[f"100 tasks, ?{query}"]["p50_ms"]
+        large = results.scale[f"100000 tasks, ?{query}"]["p50_ms"]
+        results.headline[f"list_100k_vs_100_p50_ratio ({query})"] = round(large / small, 3)
+
+
+def writes(stack: Stack, args: argparse.Namespace, results: Results) -> None:
+    print("3. Writes: POST a task through the gateway", flush=True)
+    one = register(stack.gateway, "writer")
+    many = [register(stack.gateway, f"writer{n}") for n in range(10)]
+    for label, users, connections in (
+        ("1 user, 8 connections", [one], 8),
+        ("10 users at once, 10 connections", many, 10),
+    ):
+        spec = ";".join(f"{user.token}|{user.tasks_path}" for user in users)
+        measure(
+            label,
+            args.repeats,
+            partial(
+                run_wrk,
+                stack.gateway + "/",
+                "post.lua",
+                connections=connections,
+                duration=args.duration,
+                env={"USERS": spec},
+            ),
+            results.writes,
+        )
+
+
+def logins_under_load(
+    stack: Stack, reader: User, args: argparse.Namespace, results: Results
+) -> None:
+    """Logins at full rate, while task reads go on at a moderate rate."""
+    print("4. Logins at full rate while tasks are read", flush=True)
+    account = register(stack.gateway, "login")
+    outcome: dict[str, WrkResult] = {}
+
+    def logins() -> None:
+        outcome["logins"] = run_wrk(
+            f"{stack.gateway}/auth/login",
+            "login.lua",
+            connections=4,
+            duration=args.duration,
+            env={"EMAIL": account.email, "PASSWORD": PASSWORD},
+        )
+
+    runs = []
+    for _ in range(args.repeats):
+        thread = threading.Thread(target=logins)
+        thread.start()
+        reads = run_wrk(
+            stack.gateway + reader.tasks_path,
+            "get.lua",
+            connections=MODERATE_CONNECTIONS,
+            duration=args.duration,
+            env={"TOKEN": reader.token, "THINK_MS": str(THINK_MS)},
+        )
+        thread.join()
+        runs.append((outcome["logins"], reads))
+    login_run, reads = max(runs, key=lambda pair: pair[0].requests_per_second)
+    results.logins = {
+        "argon2": f"argon2id m={ARGON2_PARAMETERS['memory_cost']} KiB, "
+        f"t={ARGON2_PARAMETERS['time_cost']}, p={ARGON2_PARAMETERS['parallelism']}",
+        "logins": summary(login_run),
+        "reads_meanwhile": summary(reads),
+    }
+    print(
+        f"  logins {login_run.requests_per_second:.0f}/s (p50 {login_run.p50_ms:.1f} ms);"
+        f" reads meanwhile p50 {reads.p50_ms:.2f} ms, p99 {reads.p99_ms:.2f} ms",
+        flush=True,
+    )
+
+
+def footprint_under_load(stack: Stack, user: User, args: argparse.Namespace) -> float:
+    """Peak resident memory of the stack while the gateway is saturated."""
+    peak = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, stack.rss_mib())
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    run_wrk(
+        stack.gateway + user.tasks_path,
+        "get.lua",
+        connections=SATURATION_CONNECTIONS,
+        duration=args.duration,
+        env={"TOKEN": user.token},
+    )
+    done.set()
+    sampler.join()
+    return peak
+
+
+def sqlite_start_up(results: Results) -> None:
+    print("5. Footprint and start-up", flush=True)
+    times = []
+    for _ in range(3):
+        stack = start_stack()
+        times.append(stack.healthy_after)
+        time.sleep(1)
+        idle = stack.rss_mib()
+        stack.stop()
+    results.footprint["start_to_healthy_s_sqlite"] = round(min(times), 2)
+    results.footprint["start_to_healthy_s_sqlite_runs"] = [round(t, 2) for t in times]
+    results.footprint["rss_idle_mib_sqlite"] = round(idle, 1)
+    print(
+        f"  python app.py to healthy /health on SQLite: {min(times):.2f} s"
+        f" (runs: {', '.join(f'{t:.2f}' for t in times)}); idle RSS {idle:.0f} MiB",
+        flush=True,
+    )
+
+
+def write_reports(results: Results) -> None:
+    (BENCH / "results.json").write_text(json.dumps(asdict(results), indent=2) + "\n")
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `python bench/run.py` on {results.machine['date']}. Every figure is the",
+        f"best of {results.settings['repeats']} runs of {results.settings['duration_s']} s",
+        "(configurations interleaved), load from wrk on the same machine.",
+        "",
+        "## Machine",
+        "",
+        *[f"- {key}: {value}" for key, value in results.machine.items()],
+        "",
+        "## Headline",
+        "",
+        *[f"- `{key}`: {value}" for key, value in results.headline.items()],
+        "",
+        "## 1. Gateway cost (`GET /api/{user_id}/tasks`, 20 tasks)",
+        "",
+        f"Moderate: {MODERATE_CONNECTIONS} connections pausing {THINK_MS} ms between requests;"
+        f" saturation: {SATURATION_CONNECTIONS} connections, no pause.",
+        "",
+        "| load / path | req/s | p50 ms | p90 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *[_row(label, row) for label, row in results.gateway_cost.items()],
+        "",
+        "## 2. List latency by data size (through the gateway, moderate load)",
+        "",
+        "| user's tasks, query | req/s | p50 ms | p90 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *[_row(label, row) for label, row in results.scale.items()],
+        "",
+        "## 3. Writes (`POST /api/{user_id}/tasks` through the gateway, PostgreSQL)",
+        "",
+        "| writers | req/s | p50 ms | p90 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *[_row(label, row) for label, row in results.writes.items()],
+        "",
+        "## 4. Logins under load",
+        "",
+        f"Password hashing: {results.logins['argon2']} (OWASP's recommended minimum).",
+        "",
+        "| traffic | req/s | p50 ms | p90 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        _row("logins, 4 connections at full rate", results.logins["logins"]),
+        _row("task reads meanwhile (moderate)", results.logins["reads_meanwhile"]),
+        "",
+        "## 5. Footprint",
+        "",
+        *[f"- {key}: {value}" for key, value in results.footprint.items()],
+        "",
+    ]
+    history = BENCH / "history.md"
+    if history.exists():
+        lines += [history.read_text().rstrip(), ""]
+    (BENCH / "results.md").write_text("\n".join(lines))
+
+
+def _row(label: str, row: dict[str, Any]) -> str:
+    return (
+        f"| {label} | {row['requests_per_second']:.0f} | {row['p50_ms']:.2f} |"
+        f" {row['p90_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per point")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per point")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    args = parser.parse_args()
+    ensure_tools()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+
+    results = Results(
+        machine=machine_info(args.database_url),
+        settings={"duration_s": args.duration, "repeats": args.repeats},
+    )
+    suffix = uuid.uuid4().hex[:8]
+    stack = start_stack(
+        DATABASE_URL=args.database_url,
+        AUTH_DB_SCHEMA=f"bench_auth_{suffix}",
+        TASK_DB_SCHEMA=f"bench_tasks_{suffix}",
+    )
+    try:
+        results.footprint["rss_idle_mib_postgresql"] = round(stack.rss_mib(), 1)
+        reader = register(stack.gateway, "reader")
+        asyncio.run(seed_tasks(args.database_url, stack.env["TASK_DB_SCHEMA"], reader.id, 20))
+        gateway_cost(stack, reader, args, results)
+        scale_with_data(stack, args.database_url, args, results)
+        writes(stack, args, results)
+        logins_under_load(stack, reader, args, results)
+        results.footprint["rss_under_load_mib_postgresql"] = round(
+            footprint_under_load(stack, reader, args), 1
+        )
+    finally:
+        stack.stop()
+        asyncio.run(_drop_schemas(args.database_url, stack))
+    sqlite_start_up(results)
+    write_reports(results)
+    print(f"\nWrote {BENCH / 'results.md'} and {BENCH / 'results.json'}")
+    print(json.dumps(results.headline, indent=2))
+
+
+async def _drop_schemas(url: str, stack: Stack) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        for name in ("AUTH_DB_SCHEMA", "TASK_DB_SCHEMA"):
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{stack.env[name]}" CASCADE')
+    finally:
+        await connection.close()
+
+
+if __name__ == "__main__":
+    main()

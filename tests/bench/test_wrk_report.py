@@ -1,0 +1,49 @@
+"""The benchmark harness reads wrk's report correctly (no timing is asserted here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.run import best, parse_wrk
+
+# Output of wrk 4.1.0 (Debian), as the harness runs it.
+REPORT = """\
+Running 1s test @ http://127.0.0.1:18999/nope
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   786.77us  312.50us   5.52ms   76.87%
+    Req/Sec     2.48k    49.45     2.55k    72.73%
+  Latency Distribution
+     50%  755.00us
+     75%    0.93ms
+     90%    1.13ms
+     99%    1.57s
+  2709 requests in 1.10s, 1.34MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 7
+Requests/sec:   2462.40
+Transfer/sec:      1.22MB
+"""
+
+
+def test_wrk_report_is_read_with_units_and_errors() -> None:
+    result = parse_wrk(REPORT)
+
+    assert result.requests_per_second == 2462.40
+    assert result.requests == 2709
+    assert result.p50_ms == pytest.approx(0.755)
+    assert result.p90_ms == pytest.approx(1.13)
+    assert result.p99_ms == pytest.approx(1570.0)
+    assert result.errors == 7 + 2 + 3
+
+
+def test_a_report_without_numbers_is_an_error() -> None:
+    with pytest.raises(ValueError, match="wrk"):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
+
+
+def test_the_least_disturbed_run_is_kept() -> None:
+    slow = parse_wrk(REPORT)
+    fast = parse_wrk(REPORT.replace("2462.40", "3000.00"))
+
+    assert best([slow, fast]) is fast
