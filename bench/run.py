@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
+import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as `python bench/run.py`: the project's own modules are importable from its root.
@@ -231,10 +231,10 @@ def start_stack(**overrides: str) -> Stack:
     deadline = started + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{stack.gateway}/health", timeout=1).status_code == 200:
+            if httpx2.get(f"{stack.gateway}/health", timeout=1).status_code == 200:
                 stack.healthy_after = time.monotonic() - started
                 return stack
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         time.sleep(0.05)
     stack.stop()
@@ -284,9 +284,9 @@ http {{
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
-            httpx.get(f"{url}/health", timeout=1)
+            httpx2.get(f"{url}/health", timeout=1)
             break
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             time.sleep(0.05)
     try:
         yield url
@@ -308,7 +308,7 @@ class User:
 
 def register(base_url: str, label: str) -> User:
     email = f"{label}-{uuid.uuid4().hex[:8]}@bench.example.com"
-    body = httpx.post(
+    body = httpx2.post(
         f"{base_url}/auth/register", json={"email": email, "password": PASSWORD}, timeout=10
     ).json()
     return User(body["user"]["id"], body["access_token"], email)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import httpx2
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class OpenAPICache:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: httpx2.AsyncClient,
         base: OpenAPI,
         services: Mapping[str, str],
         *,
@@ -183,7 +183,7 @@ class OpenAPICache:
             document = response.json()
             if not isinstance(document, dict):
                 raise ValueError("not a JSON object")
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx2.HTTPError, ValueError) as exc:
             logger.info("OpenAPI of %s not available: %s", prefix, type(exc).__name__)
             if prefix in self._documents:
                 self._fetched_at[prefix] = now  # keep serving the stale copy for a while

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 from starlette.types import Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -56,11 +56,11 @@ class _RefuseAllCookies(http.cookiejar.DefaultCookiePolicy):
 
 def create_client(
     *, connect_timeout: float, timeout: float, max_connections: int = 200
-) -> httpx.AsyncClient:
+) -> httpx2.AsyncClient:
     """The one client of the gateway: keep-alive pool, no redirects, no cookies, no env."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        limits=httpx.Limits(
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(timeout, connect=connect_timeout),
+        limits=httpx2.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         ),
         follow_redirects=False,
@@ -132,7 +132,7 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-def response_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
     raw = [(name.lower(), value) for name, value in response.headers.raw]
     dropped = _DROPPED_RESPONSE | _connection_tokens(raw)
     return [(name, value) for name, value in raw if name not in dropped]
@@ -158,7 +158,7 @@ async def proxy(
     receive: Receive,
     send: Send,
     *,
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     upstream: Upstream,
     max_body_bytes: int,
 ) -> None:
@@ -202,11 +202,11 @@ async def proxy(
     except BodyTooLargeError:
         await _error(send, 413, "Request body too large")
         return
-    except httpx.TimeoutException:
+    except httpx2.TimeoutException:
         logger.warning("%s timed out", upstream.name)
         await _error(send, 504, f"{upstream.name} timed out")
         return
-    except httpx.TransportError as exc:
+    except httpx2.TransportError as exc:
         logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
         await _error(send, 502, f"{upstream.name} unreachable")
         return
@@ -222,7 +222,7 @@ async def proxy(
         async for chunk in response.aiter_raw():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-    except httpx.TransportError as exc:
+    except httpx2.TransportError as exc:
         # The status line is gone already: all that is left is to end the response early.
         logger.warning("%s failed mid-response: %s", upstream.name, type(exc).__name__)
     finally:

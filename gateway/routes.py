@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
-import httpx
+import httpx2
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -46,12 +46,12 @@ class HealthResponse(BaseModel):
 
 
 async def _service_health(
-    client: httpx.AsyncClient, upstream: Upstream, seconds: float
+    client: httpx2.AsyncClient, upstream: Upstream, seconds: float
 ) -> tuple[bool, dict[str, Any]]:
     try:
         response = await client.get(f"{upstream.base_url}/health", timeout=seconds)
         body = response.json()
-    except (httpx.HTTPError, ValueError):
+    except (httpx2.HTTPError, ValueError):
         return False, {"status": "unreachable"}
     if not isinstance(body, dict):
         return False, {"status": "invalid response"}

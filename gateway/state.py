@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 
 from gateway.openapi import OpenAPICache
 from gateway.proxy import Upstream
@@ -18,7 +18,7 @@ class GatewayState:
     settings: GatewaySettings
     auth: Upstream
     tasks: Upstream
-    client: httpx.AsyncClient
+    client: httpx2.AsyncClient
     openapi: OpenAPICache
 
     def upstream_for(self, path: str) -> Upstream | None:

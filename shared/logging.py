@@ -45,6 +45,6 @@ def configure_logging(level: str, service: str) -> None:
         uvicorn_logger.propagate = True
     # RequestContextMiddleware writes the access log, with request ids and durations.
     logging.getLogger("uvicorn.access").disabled = True
-    # httpx would log each upstream call at INFO, query strings included.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # The HTTP client would log each upstream call at INFO, query strings included.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpcore2").setLevel(logging.WARNING)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 
 logger = logging.getLogger(__name__)
@@ -61,12 +61,12 @@ class JWKSCache:
         ttl: float = 300.0,
         min_refresh_interval: float = 10.0,
         timeout: float = 5.0,
-        client: httpx.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
     ) -> None:
         self.url = url
         self.ttl = ttl
         self.min_refresh_interval = min_refresh_interval
-        self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
+        self._client = client or httpx2.AsyncClient(timeout=timeout, follow_redirects=False)
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
         self._next_attempt = -float("inf")
@@ -100,7 +100,7 @@ class JWKSCache:
                 response = await self._client.get(self.url)
                 response.raise_for_status()
                 key_set = jwt.PyJWKSet.from_dict(response.json())
-            except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            except (httpx2.HTTPError, ValueError, jwt.PyJWTError) as exc:
                 logger.warning("Could not fetch signing keys from the JWKS URL: %s", exc)
                 return
             self._keys = {key.key_id: key for key in key_set.keys}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -43,8 +43,8 @@ async def auth_app(backend: Backend) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def client(auth_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=auth_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+async def client(auth_app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(app=auth_app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://auth.test") as client:
         yield client
     await empty_tables(auth_app.state.database, metadata)

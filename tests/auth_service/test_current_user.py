@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 
@@ -13,7 +13,7 @@ from tests.support.tokens import SECRET_KEY, bearer, mint, unsigned
 
 
 @pytest.fixture
-async def user_id(client: httpx.AsyncClient) -> str:
+async def user_id(client: httpx2.AsyncClient) -> str:
     response = await client.post(
         "/auth/register", json={"email": "kay@example.com", "password": "correct horse"}
     )
@@ -21,7 +21,7 @@ async def user_id(client: httpx.AsyncClient) -> str:
     return str(response.json()["user"]["id"])
 
 
-async def test_me_returns_the_signed_in_account(client: httpx.AsyncClient, user_id: str) -> None:
+async def test_me_returns_the_signed_in_account(client: httpx2.AsyncClient, user_id: str) -> None:
     response = await client.get("/api/users/me", headers=bearer(mint(sub=user_id)))
 
     assert response.status_code == 200
@@ -40,7 +40,7 @@ async def test_me_returns_the_signed_in_account(client: httpx.AsyncClient, user_
     ],
 )
 async def test_missing_or_malformed_credentials_are_401_with_a_challenge(
-    client: httpx.AsyncClient, headers: dict[str, str]
+    client: httpx2.AsyncClient, headers: dict[str, str]
 ) -> None:
     response = await client.get("/api/users/me", headers=headers)
 
@@ -64,7 +64,7 @@ async def test_missing_or_malformed_credentials_are_401_with_a_challenge(
     ],
 )
 async def test_unacceptable_tokens_are_401(
-    client: httpx.AsyncClient, user_id: str, make_token: object
+    client: httpx2.AsyncClient, user_id: str, make_token: object
 ) -> None:
     assert callable(make_token)
     response = await client.get("/api/users/me", headers=bearer(make_token(user_id)))
@@ -74,7 +74,7 @@ async def test_unacceptable_tokens_are_401(
 
 
 async def test_token_of_a_deleted_account_is_401(
-    client: httpx.AsyncClient, auth_app: FastAPI, user_id: str
+    client: httpx2.AsyncClient, auth_app: FastAPI, user_id: str
 ) -> None:
     async with auth_app.state.database.sessionmaker() as session:
         user = await session.get(User, user_id)
@@ -88,7 +88,7 @@ async def test_token_of_a_deleted_account_is_401(
 
 
 async def test_token_signed_with_the_secret_is_valid_within_leeway(
-    client: httpx.AsyncClient, user_id: str
+    client: httpx2.AsyncClient, user_id: str
 ) -> None:
     # Clocks of two machines drift: a token that expired seconds ago still passes.
     token = mint(SECRET_KEY, sub=user_id, lifetime=-5)

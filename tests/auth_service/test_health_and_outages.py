@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -19,7 +19,7 @@ from tests.support.tcp_proxy import TcpProxy
 from tests.support.tokens import bearer
 
 
-async def test_health_runs_a_real_query(client: httpx.AsyncClient, backend: Backend) -> None:
+async def test_health_runs_a_real_query(client: httpx2.AsyncClient, backend: Backend) -> None:
     response = await client.get("/health")
 
     assert response.status_code == 200
@@ -45,8 +45,8 @@ async def app_behind_proxy(
 async def test_database_outage_is_a_fast_503_and_the_service_recovers_by_itself(
     app_behind_proxy: FastAPI, proxy: TcpProxy
 ) -> None:
-    transport = httpx.ASGITransport(app=app_behind_proxy)
-    async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+    transport = httpx2.ASGITransport(app=app_behind_proxy)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://auth.test") as client:
         registered = await client.post(
             "/auth/register", json={"email": "ops@example.com", "password": "correct horse"}
         )
@@ -93,8 +93,8 @@ async def test_start_up_waits_for_a_database_that_is_briefly_down(
     restoring = asyncio.create_task(bring_back())
     try:
         async with LifespanManager(app, startup_timeout=20):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://a.test") as client:
+            transport = httpx2.ASGITransport(app=app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://a.test") as client:
                 assert (await client.get("/health")).status_code == 200
     finally:
         await restoring

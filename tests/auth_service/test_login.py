@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import bcrypt
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 from sqlmodel import col, select
@@ -21,7 +21,7 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-async def account(client: httpx.AsyncClient) -> dict[str, Any]:
+async def account(client: httpx2.AsyncClient) -> dict[str, Any]:
     response = await client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD})
     assert response.status_code == 201
     user: dict[str, Any] = response.json()["user"]
@@ -29,7 +29,7 @@ async def account(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def test_login_with_json_returns_a_token_pair(
-    client: httpx.AsyncClient, account: dict[str, Any]
+    client: httpx2.AsyncClient, account: dict[str, Any]
 ) -> None:
     response = await client.post("/auth/login", json={"email": EMAIL, "password": PASSWORD})
 
@@ -42,7 +42,7 @@ async def test_login_with_json_returns_a_token_pair(
 
 
 async def test_login_with_the_oauth2_form_of_the_docs_page(
-    client: httpx.AsyncClient, account: dict[str, Any]
+    client: httpx2.AsyncClient, account: dict[str, Any]
 ) -> None:
     response = await client.post(
         "/auth/login",
@@ -54,7 +54,7 @@ async def test_login_with_the_oauth2_form_of_the_docs_page(
 
 
 async def test_email_is_matched_whatever_its_case_and_spacing(
-    client: httpx.AsyncClient, account: dict[str, Any]
+    client: httpx2.AsyncClient, account: dict[str, Any]
 ) -> None:
     response = await client.post(
         "/auth/login", json={"email": "  GRACE@Example.com ", "password": PASSWORD}
@@ -64,7 +64,7 @@ async def test_email_is_matched_whatever_its_case_and_spacing(
 
 
 async def test_wrong_password_and_unknown_email_get_the_same_401(
-    client: httpx.AsyncClient, account: dict[str, Any]
+    client: httpx2.AsyncClient, account: dict[str, Any]
 ) -> None:
     wrong = await client.post("/auth/login", json={"email": EMAIL, "password": "wrong pass"})
     unknown = await client.post(
@@ -77,7 +77,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(
 
 
 async def test_unknown_email_still_costs_a_password_verification(
-    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    client: httpx2.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checked: list[str] = []
     real_verify = security.password_context.verify
@@ -112,7 +112,7 @@ async def _stored_hash(app: FastAPI, email: str) -> str:
 
 @pytest.mark.parametrize("password", ["legacy password", "long " * 20])
 async def test_bcrypt_hash_from_an_earlier_system_verifies_and_is_upgraded(
-    client: httpx.AsyncClient, auth_app: FastAPI, password: str
+    client: httpx2.AsyncClient, auth_app: FastAPI, password: str
 ) -> None:
     # bcrypt only ever looked at the first 72 bytes; hashes made that way must keep working.
     legacy = bcrypt.hashpw(password.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
@@ -132,7 +132,7 @@ async def test_bcrypt_hash_from_an_earlier_system_verifies_and_is_upgraded(
 
 
 async def test_wrong_password_against_a_bcrypt_hash_is_401_and_keeps_the_hash(
-    client: httpx.AsyncClient, auth_app: FastAPI
+    client: httpx2.AsyncClient, auth_app: FastAPI
 ) -> None:
     legacy = bcrypt.hashpw(b"legacy password", bcrypt.gensalt(rounds=4)).decode()
     await _insert_user_with_hash(auth_app, "legacy@example.com", legacy)
@@ -146,7 +146,7 @@ async def test_wrong_password_against_a_bcrypt_hash_is_401_and_keeps_the_hash(
 
 
 async def test_corrupt_stored_hash_is_a_plain_401(
-    client: httpx.AsyncClient, auth_app: FastAPI
+    client: httpx2.AsyncClient, auth_app: FastAPI
 ) -> None:
     await _insert_user_with_hash(auth_app, "broken@example.com", "not-a-hash")
 
@@ -182,7 +182,7 @@ async def test_corrupt_stored_hash_is_a_plain_401(
     ],
 )
 async def test_malformed_login_is_422_in_fastapi_shape(
-    client: httpx.AsyncClient, kwargs: dict[str, Any], location: str
+    client: httpx2.AsyncClient, kwargs: dict[str, Any], location: str
 ) -> None:
     response = await client.post("/auth/login", **kwargs)
 

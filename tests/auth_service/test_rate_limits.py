@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -17,7 +17,7 @@ from tests.auth_service.conftest import auth_settings
 from tests.support.databases import Backend
 from tests.support.http_server import free_port
 
-Clients = Callable[..., AbstractAsyncContextManager[Callable[[str], httpx.AsyncClient]]]
+Clients = Callable[..., AbstractAsyncContextManager[Callable[[str], httpx2.AsyncClient]]]
 
 
 @pytest.fixture
@@ -25,12 +25,12 @@ def limited_app(tmp_path: Path) -> Clients:
     """An auth app with the given limits; yields a factory of clients seen from an IP."""
 
     @asynccontextmanager
-    async def start(**limits: Any) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+    async def start(**limits: Any) -> AsyncIterator[Callable[[str], httpx2.AsyncClient]]:
         app = create_app(auth_settings(Backend("sqlite", None, tmp_path), **limits))
 
-        def client(ip: str) -> httpx.AsyncClient:
-            transport = httpx.ASGITransport(app=app, client=(ip, 40000))
-            return httpx.AsyncClient(transport=transport, base_url="http://auth.test")
+        def client(ip: str) -> httpx2.AsyncClient:
+            transport = httpx2.ASGITransport(app=app, client=(ip, 40000))
+            return httpx2.AsyncClient(transport=transport, base_url="http://auth.test")
 
         async with LifespanManager(app):
             yield client
@@ -160,8 +160,8 @@ async def test_counters_in_redis_are_shared_between_instances(
     codes = []
     async with LifespanManager(apps[0]), LifespanManager(apps[1]):
         for n in range(4):
-            transport = httpx.ASGITransport(app=apps[n % 2], client=(ip, 40000))
-            async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
+            transport = httpx2.ASGITransport(app=apps[n % 2], client=(ip, 40000))
+            async with httpx2.AsyncClient(transport=transport, base_url="http://a") as client:
                 response = await client.post(
                     "/auth/login", json={"email": _email(), "password": "x"}
                 )

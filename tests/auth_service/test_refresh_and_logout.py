@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from fastapi import FastAPI
@@ -17,7 +17,7 @@ from tests.support.tokens import SECRET_KEY, bearer, mint
 
 
 @pytest.fixture
-async def session_tokens(client: httpx.AsyncClient) -> dict[str, Any]:
+async def session_tokens(client: httpx2.AsyncClient) -> dict[str, Any]:
     response = await client.post(
         "/auth/register",
         json={"email": "lin@example.com", "password": "correct horse", "name": "Lin"},
@@ -27,12 +27,12 @@ async def session_tokens(client: httpx.AsyncClient) -> dict[str, Any]:
     return tokens
 
 
-async def _refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
+async def _refresh(client: httpx2.AsyncClient, token: str) -> httpx2.Response:
     return await client.post("/auth/refresh", json={"refresh_token": token})
 
 
 async def test_refresh_returns_a_new_working_pair(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     response = await _refresh(client, session_tokens["refresh_token"])
 
@@ -60,7 +60,7 @@ async def test_access_token_carries_the_documented_claims(
 
 
 async def test_a_used_refresh_token_is_dead_and_its_reuse_revokes_the_family(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     original = session_tokens["refresh_token"]
     rotated = (await _refresh(client, original)).json()["refresh_token"]
@@ -76,7 +76,7 @@ async def test_a_used_refresh_token_is_dead_and_its_reuse_revokes_the_family(
 
 
 async def test_reuse_leaves_other_sign_ins_alone(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     other = await client.post(
         "/auth/login", json={"email": "lin@example.com", "password": "correct horse"}
@@ -90,7 +90,7 @@ async def test_reuse_leaves_other_sign_ins_alone(
 
 
 async def test_concurrent_use_of_one_refresh_token_succeeds_at_most_once(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     responses = await asyncio.gather(
         *(_refresh(client, session_tokens["refresh_token"]) for _ in range(4))
@@ -102,7 +102,7 @@ async def test_concurrent_use_of_one_refresh_token_succeeds_at_most_once(
 
 
 async def test_logout_ends_the_session(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     rotated = (await _refresh(client, session_tokens["refresh_token"])).json()["refresh_token"]
 
@@ -115,7 +115,7 @@ async def test_logout_ends_the_session(
 
 
 async def test_logout_of_one_session_keeps_the_others(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     other = await client.post(
         "/auth/login", json={"email": "lin@example.com", "password": "correct horse"}
@@ -127,7 +127,7 @@ async def test_logout_of_one_session_keeps_the_others(
 
 
 async def test_an_access_token_cannot_refresh_or_log_out(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     access = session_tokens["access_token"]
 
@@ -136,7 +136,7 @@ async def test_an_access_token_cannot_refresh_or_log_out(
 
 
 async def test_a_refresh_token_is_not_an_access_token(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     response = await client.get("/api/users/me", headers=bearer(session_tokens["refresh_token"]))
 
@@ -144,7 +144,7 @@ async def test_a_refresh_token_is_not_an_access_token(
 
 
 async def test_expired_refresh_token_is_401(
-    client: httpx.AsyncClient, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any]
 ) -> None:
     claims = jwt.decode(session_tokens["refresh_token"], SECRET_KEY, algorithms=["HS256"])
     now = int(time.time())
@@ -162,21 +162,21 @@ async def test_expired_refresh_token_is_401(
     ],
 )
 async def test_unknown_or_forged_refresh_token_is_401(
-    client: httpx.AsyncClient, token: str
+    client: httpx2.AsyncClient, token: str
 ) -> None:
     assert (await _refresh(client, token)).status_code == 401
 
 
 @pytest.mark.parametrize("body", [{}, {"refresh_token": ""}, {"refresh_token": "x" * 9000}])
 async def test_malformed_refresh_body_is_422(
-    client: httpx.AsyncClient, body: dict[str, Any]
+    client: httpx2.AsyncClient, body: dict[str, Any]
 ) -> None:
     assert (await client.post("/auth/refresh", json=body)).status_code == 422
     assert (await client.post("/auth/logout", json=body)).status_code == 422
 
 
 async def test_only_hashes_of_refresh_tokens_are_stored(
-    client: httpx.AsyncClient, auth_app: FastAPI, session_tokens: dict[str, Any]
+    client: httpx2.AsyncClient, auth_app: FastAPI, session_tokens: dict[str, Any]
 ) -> None:
     async with auth_app.state.database.sessionmaker() as session:
         rows = (await session.exec(select(RefreshToken))).all()

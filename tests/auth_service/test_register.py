@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 from sqlmodel import select
@@ -17,7 +17,7 @@ from tests.support.tokens import bearer
 GOOD = {"email": "ada@example.com", "password": "correct horse", "name": "Ada"}
 
 
-async def test_register_signs_the_new_user_in(client: httpx.AsyncClient) -> None:
+async def test_register_signs_the_new_user_in(client: httpx2.AsyncClient) -> None:
     response = await client.post(
         "/auth/register",
         json={"email": "  Ada@Example.COM ", "password": "correct horse", "name": "  Ada  "},
@@ -36,7 +36,7 @@ async def test_register_signs_the_new_user_in(client: httpx.AsyncClient) -> None
     assert me.json() == body["user"]
 
 
-async def test_name_is_optional_and_blank_means_none(client: httpx.AsyncClient) -> None:
+async def test_name_is_optional_and_blank_means_none(client: httpx2.AsyncClient) -> None:
     without = await client.post("/auth/register", json={**GOOD, "name": None})
     blank = await client.post(
         "/auth/register", json={**GOOD, "email": "bob@example.com", "name": "   "}
@@ -47,7 +47,7 @@ async def test_name_is_optional_and_blank_means_none(client: httpx.AsyncClient) 
     assert blank.json()["user"]["name"] is None
 
 
-async def test_duplicate_email_is_409_whatever_its_case(client: httpx.AsyncClient) -> None:
+async def test_duplicate_email_is_409_whatever_its_case(client: httpx2.AsyncClient) -> None:
     first = await client.post("/auth/register", json=GOOD)
     second = await client.post("/auth/register", json={**GOOD, "email": " ADA@example.com"})
 
@@ -57,7 +57,7 @@ async def test_duplicate_email_is_409_whatever_its_case(client: httpx.AsyncClien
 
 
 async def test_concurrent_registrations_of_one_email_create_one_account(
-    client: httpx.AsyncClient, auth_app: FastAPI
+    client: httpx2.AsyncClient, auth_app: FastAPI
 ) -> None:
     responses = await asyncio.gather(*(client.post("/auth/register", json=GOOD) for _ in range(5)))
 
@@ -68,7 +68,9 @@ async def test_concurrent_registrations_of_one_email_create_one_account(
 
 
 @pytest.mark.parametrize("length", [8, 128])
-async def test_password_length_limits_are_inclusive(client: httpx.AsyncClient, length: int) -> None:
+async def test_password_length_limits_are_inclusive(
+    client: httpx2.AsyncClient, length: int
+) -> None:
     response = await client.post("/auth/register", json={**GOOD, "password": "p" * length})
 
     assert response.status_code == 201
@@ -92,7 +94,7 @@ async def test_password_length_limits_are_inclusive(client: httpx.AsyncClient, l
     ],
 )
 async def test_invalid_registration_is_422_naming_the_field(
-    client: httpx.AsyncClient, payload: dict[str, Any], field: str
+    client: httpx2.AsyncClient, payload: dict[str, Any], field: str
 ) -> None:
     # ASCII-escaped JSON, so that lone surrogates can be sent at all.
     response = await client.post(
@@ -106,7 +108,7 @@ async def test_invalid_registration_is_422_naming_the_field(
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[]", b"null", b'"text"'])
-async def test_malformed_body_is_422(client: httpx.AsyncClient, body: bytes) -> None:
+async def test_malformed_body_is_422(client: httpx2.AsyncClient, body: bytes) -> None:
     response = await client.post(
         "/auth/register", content=body, headers={"content-type": "application/json"}
     )
@@ -116,7 +118,7 @@ async def test_malformed_body_is_422(client: httpx.AsyncClient, body: bytes) -> 
 
 
 async def test_password_is_stored_as_an_argon2_hash(
-    client: httpx.AsyncClient, auth_app: FastAPI
+    client: httpx2.AsyncClient, auth_app: FastAPI
 ) -> None:
     await client.post("/auth/register", json=GOOD)
 

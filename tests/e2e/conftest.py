@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.support.databases import drop_schema, unique_schema
@@ -46,8 +46,8 @@ class Stack:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.env['PORT']}"
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=10)
+    def client(self) -> httpx2.Client:
+        return httpx2.Client(base_url=self.base_url, timeout=10)
 
     def supervisorctl(self, *args: str) -> str:
         command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", "supervisord.conf"]
@@ -79,20 +79,20 @@ class Stack:
         """Wait for /health to answer 200, without blocking the event loop (which may be
         running a test's proxy)."""
         deadline = time.monotonic() + within
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=2) as client:
+        async with httpx2.AsyncClient(base_url=self.base_url, timeout=2) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     pytest.fail(f"the stack exited early:\n{self.log()[-4000:]}")
                 try:
                     if (await client.get("/health")).status_code == 200:
                         return
-                except httpx.HTTPError:
+                except httpx2.HTTPError:
                     pass
                 await asyncio.sleep(0.2)
         pytest.fail(f"the stack was not healthy within {within}s:\n{self.log()[-4000:]}")
 
-    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base_url, timeout=10, **kwargs)
+    def async_client(self, **kwargs: Any) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(base_url=self.base_url, timeout=10, **kwargs)
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:

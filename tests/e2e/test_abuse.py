@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 
 from tests.e2e.conftest import Stack, drop_stack_schemas, start_stack
@@ -41,7 +41,7 @@ def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         drop_stack_schemas(postgres_url, running)
 
 
-def _login(client: httpx.Client, forwarded_for: str) -> int:
+def _login(client: httpx2.Client, forwarded_for: str) -> int:
     response = client.post(
         "/auth/login",
         json={"email": "nobody@example.com", "password": "whatever1"},

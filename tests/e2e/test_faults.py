@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -54,7 +54,7 @@ async def stack(
         await drop_stack_schemas_async(postgres_url, running)
 
 
-async def _sign_up(client: httpx.AsyncClient, email: str) -> tuple[dict[str, str], str]:
+async def _sign_up(client: httpx2.AsyncClient, email: str) -> tuple[dict[str, str], str]:
     response = await client.post(
         "/auth/register", json={"email": email, "password": "correct horse"}
     )
@@ -63,14 +63,14 @@ async def _sign_up(client: httpx.AsyncClient, email: str) -> tuple[dict[str, str
     return bearer(body["access_token"]), f"/api/{body['user']['id']}/tasks"
 
 
-async def _wait_for(client: httpx.AsyncClient, path: str, headers: dict[str, str]) -> float:
+async def _wait_for(client: httpx2.AsyncClient, path: str, headers: dict[str, str]) -> float:
     """Seconds until `path` answers 200 again (fails after 30)."""
     started = time.monotonic()
     while time.monotonic() - started < 30:
         try:
             if (await client.get(path, headers=headers)).status_code == 200:
                 return time.monotonic() - started
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         await asyncio.sleep(0.1)
     pytest.fail(f"{path} did not recover within 30 s")
@@ -82,7 +82,7 @@ async def test_database_outage_is_fast_503s_then_recovery_with_nothing_acknowled
     async with stack.async_client() as client:
         auth, tasks = await _sign_up(client, "outage@example.com")
 
-        async def create(n: int, delay: float = 0) -> httpx.Response:
+        async def create(n: int, delay: float = 0) -> httpx2.Response:
             await asyncio.sleep(delay)
             return await client.post(tasks, headers=auth, json={"title": f"write {n}"})
 
@@ -97,7 +97,7 @@ async def test_database_outage_is_fast_503s_then_recovery_with_nothing_acknowled
         racing = await asyncio.gather(
             *(create(n, delay=(n - 10) * 0.01) for n in range(10, 40)), cut_after(0.15)
         )
-        responses = before + [r for r in racing if isinstance(r, httpx.Response)]
+        responses = before + [r for r in racing if isinstance(r, httpx2.Response)]
         acknowledged = {r.json()["title"] for r in responses if r.status_code == 201}
         assert {r.status_code for r in responses} <= {201, 503}
 
@@ -144,7 +144,7 @@ async def test_a_killed_service_is_a_fast_502_until_supervisord_restarts_it(
 
 
 async def test_two_hundred_concurrent_creates_are_all_stored(stack: Stack) -> None:
-    limits = httpx.Limits(max_connections=50)
+    limits = httpx2.Limits(max_connections=50)
     async with stack.async_client(limits=limits) as client:
         users = [await _sign_up(client, f"burst{n}@example.com") for n in range(5)]
         responses = await asyncio.gather(

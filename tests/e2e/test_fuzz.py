@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -63,7 +63,7 @@ def signed_in(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     try:
         stack.wait_healthy()
-        registered = httpx.post(
+        registered = httpx2.post(
             f"{stack.base_url}/auth/register",
             json={"email": "fuzz@example.com", "password": "correct horse"},
             timeout=10,

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from tests.e2e.conftest import ROOT, start_stack
@@ -25,7 +25,7 @@ def test_stack_starts_on_embedded_sqlite_and_stops_cleanly_on_sigterm(tmp_path: 
     stack = start_stack(tmp_path)
     try:
         stack.wait_healthy()
-        health = httpx.get(f"{stack.base_url}/health", timeout=5).json()
+        health = httpx2.get(f"{stack.base_url}/health", timeout=5).json()
         pids = [stack.pid(name) for name in ("gateway", "auth", "tasks")]
         assert all(_alive(pid) for pid in pids)
     finally:
@@ -34,8 +34,8 @@ def test_stack_starts_on_embedded_sqlite_and_stops_cleanly_on_sigterm(tmp_path: 
     assert health["services"]["tasks"]["storage"] == "sqlite"
     assert code == 0
     assert not any(_alive(pid) for pid in pids), "a program outlived supervisord"
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{stack.base_url}/health", timeout=2)
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(f"{stack.base_url}/health", timeout=2)
     assert (tmp_path / "data" / "auth.db").exists()
     assert (tmp_path / "data" / "tasks.db").exists()
     assert "data lives in local SQLite files" in stack.log()

@@ -7,7 +7,7 @@ import signal
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.e2e.conftest import Stack
@@ -16,7 +16,7 @@ from tests.support.tokens import BETTER_AUTH_SECRET, bearer, mint
 pytestmark = pytest.mark.postgres
 
 
-def _register(client: httpx.Client, email: str) -> dict[str, Any]:
+def _register(client: httpx2.Client, email: str) -> dict[str, Any]:
     response = client.post("/auth/register", json={"email": email, "password": "correct horse"})
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
@@ -151,7 +151,7 @@ def test_a_killed_task_service_comes_back_with_its_data(stack: Stack) -> None:
                 listing = client.get(tasks, headers=auth)
                 if listing.status_code == 200:
                     break
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 pass
             time.sleep(0.2)
         assert listing.status_code == 200

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
+import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from starlette.types import Receive, Scope, Send
@@ -132,8 +132,8 @@ class GatewayUnderTest:
     auth: StandIn
     tasks: StandIn
 
-    def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=10, **kwargs)
+    def client(self, **kwargs: Any) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(base_url=self.url, timeout=10, **kwargs)
 
 
 @asynccontextmanager

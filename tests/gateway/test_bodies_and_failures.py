@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 
 from tests.gateway.conftest import GatewayFactory, GatewayUnderTest
 from tests.support.http_server import free_port
@@ -120,7 +120,7 @@ async def test_health_names_the_service_that_is_down(make_gateway: GatewayFactor
 
 
 async def test_many_concurrent_requests_share_the_pool(gateway: GatewayUnderTest) -> None:
-    async with gateway.client(limits=httpx.Limits(max_connections=50)) as client:
+    async with gateway.client(limits=httpx2.Limits(max_connections=50)) as client:
         responses = await asyncio.gather(*(client.get(f"/api/u{n}/tasks") for n in range(200)))
 
     assert all(r.status_code == 200 for r in responses)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
@@ -134,7 +134,7 @@ async def test_merged_document_covers_both_services_and_every_ref_resolves(
     settings = GatewaySettings(
         _env_file=None, auth_service_url=auth_url, task_service_url=tasks_url
     )
-    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as client:
+    async with running_gateway(settings) as url, httpx2.AsyncClient(base_url=url) as client:
         spec = (await client.get("/openapi.json")).json()
         docs = await client.get("/docs")
         redoc = await client.get("/redoc")
@@ -172,10 +172,10 @@ async def test_a_service_down_at_first_joins_the_document_when_it_is_up(tmp_path
     tasks = create_task_app(
         TaskSettings(_env_file=None, data_dir=tmp_path, secret_key=SecretStr(SECRET_KEY))
     )
-    transport = httpx.ASGITransport(app=gateway)
+    transport = httpx2.ASGITransport(app=gateway)
     async with (
         LifespanManager(gateway),
-        httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
+        httpx2.AsyncClient(transport=transport, base_url="http://gw") as client,
     ):
         before = (await client.get("/openapi.json")).json()
         async with LifespanManager(tasks), serve(tasks, port=port):
@@ -192,7 +192,7 @@ async def test_a_user_signs_up_and_keeps_tasks_through_the_gateway(
     settings = GatewaySettings(
         _env_file=None, auth_service_url=auth_url, task_service_url=tasks_url
     )
-    async with running_gateway(settings) as url, httpx.AsyncClient(base_url=url) as client:
+    async with running_gateway(settings) as url, httpx2.AsyncClient(base_url=url) as client:
         registered = await client.post(
             "/auth/register", json={"email": "gw@example.com", "password": "correct horse"}
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,13 +23,13 @@ async def _endpoint(request: Request) -> PlainTextResponse:
 
 
 @pytest.fixture
-async def client() -> httpx.AsyncClient:
+async def client() -> httpx2.AsyncClient:
     app = RequestContextMiddleware(Starlette(routes=[Route("/", _endpoint)]))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://t")
 
 
 @pytest.mark.parametrize("request_id", ["abc-123", "0f8fad5b-d9cb-469f-a165-70867728950e"])
-async def test_sane_request_id_is_kept(client: httpx.AsyncClient, request_id: str) -> None:
+async def test_sane_request_id_is_kept(client: httpx2.AsyncClient, request_id: str) -> None:
     response = await client.get("/", headers={"X-Request-ID": request_id})
 
     assert response.headers["x-request-id"] == request_id
@@ -37,7 +37,7 @@ async def test_sane_request_id_is_kept(client: httpx.AsyncClient, request_id: st
 
 
 @pytest.mark.parametrize("request_id", ["", "a" * 129, "has space", "new\\nline", "<script>"])
-async def test_insane_request_id_is_replaced(client: httpx.AsyncClient, request_id: str) -> None:
+async def test_insane_request_id_is_replaced(client: httpx2.AsyncClient, request_id: str) -> None:
     response = await client.get("/", headers={"X-Request-ID": request_id})
 
     generated = response.headers["x-request-id"]
@@ -45,7 +45,7 @@ async def test_insane_request_id_is_replaced(client: httpx.AsyncClient, request_
     assert len(generated) == 32
 
 
-async def test_each_request_without_id_gets_its_own(client: httpx.AsyncClient) -> None:
+async def test_each_request_without_id_gets_its_own(client: httpx2.AsyncClient) -> None:
     first = await client.get("/")
     second = await client.get("/")
 
@@ -53,7 +53,7 @@ async def test_each_request_without_id_gets_its_own(client: httpx.AsyncClient) -
 
 
 async def test_log_lines_carry_service_and_request_id(
-    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+    client: httpx2.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging("INFO", "unit")
 

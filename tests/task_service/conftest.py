@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -46,9 +46,9 @@ async def running_app(settings: TaskSettings) -> AsyncIterator[FastAPI]:
 
 
 @contextlib.asynccontextmanager
-async def client_for(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://tasks.test") as client:
+async def client_for(app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://tasks.test") as client:
         yield client
 
 
@@ -59,7 +59,7 @@ async def task_app(backend: Backend) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def client(task_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(task_app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
     async with client_for(task_app) as client:
         yield client
     await empty_tables(task_app.state.database, metadata)
@@ -95,7 +95,7 @@ def moment(task: dict[str, Any], field: str) -> datetime:
 
 
 async def create_task(
-    client: httpx.AsyncClient, *, user_id: str = ALICE, **fields: Any
+    client: httpx2.AsyncClient, *, user_id: str = ALICE, **fields: Any
 ) -> dict[str, Any]:
     """Create a task through the API (title defaults to "Task") and return it."""
     response = await client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
+import httpx2
 from fastapi import FastAPI
 from sqlmodel import col, func, select
 
@@ -23,7 +23,7 @@ async def _count_stored(app: FastAPI) -> int:
 
 
 async def test_concurrent_creates_are_all_stored(
-    client: httpx.AsyncClient, task_app: FastAPI
+    client: httpx2.AsyncClient, task_app: FastAPI
 ) -> None:
     responses = await asyncio.gather(
         *(client.post(tasks_url(), json={"title": f"t{n}"}, headers=auth()) for n in range(50))
@@ -37,7 +37,7 @@ async def test_concurrent_creates_are_all_stored(
     assert {t["title"] for t in listed.json()} == {f"t{n}" for n in range(50)}
 
 
-async def test_concurrent_toggles_each_count(client: httpx.AsyncClient) -> None:
+async def test_concurrent_toggles_each_count(client: httpx2.AsyncClient) -> None:
     task = await create_task(client)
     url = tasks_url(task_id=task["id"])
 
@@ -55,7 +55,7 @@ async def test_concurrent_toggles_each_count(client: httpx.AsyncClient) -> None:
 
 
 async def test_concurrent_partial_updates_of_different_fields_all_survive(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     task = await create_task(client, title="Original")
     url = tasks_url(task_id=task["id"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from shared.db import create_database
 from shared.migrations import upgrade_database
@@ -15,7 +15,7 @@ from tests.support.databases import Backend, drop_schema
 from tests.task_service.conftest import auth, create_task, task_settings, tasks_url
 
 
-async def _totals(client: httpx.AsyncClient, user_id: str = "alice") -> dict[str, int]:
+async def _totals(client: httpx2.AsyncClient, user_id: str = "alice") -> dict[str, int]:
     """Totals by status, from the counts (limit=1 forces the count path) and from COUNT(*)
     (a priority filter matching every task of these tests forces a real count)."""
     totals = {}
@@ -33,7 +33,7 @@ async def _totals(client: httpx.AsyncClient, user_id: str = "alice") -> dict[str
     return totals
 
 
-async def test_counts_follow_every_kind_of_write(client: httpx.AsyncClient) -> None:
+async def test_counts_follow_every_kind_of_write(client: httpx2.AsyncClient) -> None:
     ids = [(await create_task(client, title=f"t{n}"))["id"] for n in range(8)]
     assert await _totals(client) == {"all": 8, "pending": 8, "completed": 0}
 
@@ -54,7 +54,7 @@ async def test_counts_follow_every_kind_of_write(client: httpx.AsyncClient) -> N
     assert await _totals(client) == {"all": 6, "pending": 4, "completed": 2}
 
 
-async def test_users_are_counted_apart(client: httpx.AsyncClient) -> None:
+async def test_users_are_counted_apart(client: httpx2.AsyncClient) -> None:
     for _ in range(3):
         await create_task(client)
     await create_task(client, user_id="bob", completed=True)
@@ -64,7 +64,7 @@ async def test_users_are_counted_apart(client: httpx.AsyncClient) -> None:
     assert await _totals(client, "carol") == {"all": 0, "pending": 0, "completed": 0}
 
 
-async def test_counts_stay_exact_under_concurrent_writes(client: httpx.AsyncClient) -> None:
+async def test_counts_stay_exact_under_concurrent_writes(client: httpx2.AsyncClient) -> None:
     created = await asyncio.gather(*(create_task(client, title=f"c{n}") for n in range(30)))
     ids = [task["id"] for task in created]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 
 from tests.task_service.conftest import ALICE, auth, create_task, moment, tasks_url
 
@@ -23,7 +23,7 @@ TASK_FIELDS = {
 }
 
 
-async def test_create_with_only_a_title_fills_in_the_defaults(client: httpx.AsyncClient) -> None:
+async def test_create_with_only_a_title_fills_in_the_defaults(client: httpx2.AsyncClient) -> None:
     before = datetime.now(UTC)
     response = await client.post(tasks_url(), json={"title": "Buy milk"}, headers=auth())
 
@@ -45,7 +45,7 @@ async def test_create_with_only_a_title_fills_in_the_defaults(client: httpx.Asyn
     assert before - timedelta(seconds=1) <= created <= datetime.now(UTC)
 
 
-async def test_create_stores_every_field_given(client: httpx.AsyncClient) -> None:
+async def test_create_stores_every_field_given(client: httpx2.AsyncClient) -> None:
     body: dict[str, Any] = {
         "title": "File taxes",
         "description": "Forms are in the drawer",
@@ -63,7 +63,7 @@ async def test_create_stores_every_field_given(client: httpx.AsyncClient) -> Non
     assert {key: created[key] for key in body} == body
 
 
-async def test_each_task_gets_its_own_id(client: httpx.AsyncClient) -> None:
+async def test_each_task_gets_its_own_id(client: httpx2.AsyncClient) -> None:
     first = await create_task(client, title="one")
     second = await create_task(client, title="two")
 
@@ -73,7 +73,7 @@ async def test_each_task_gets_its_own_id(client: httpx.AsyncClient) -> None:
     ] == "one"
 
 
-async def test_reading_a_task_that_does_not_exist_is_404(client: httpx.AsyncClient) -> None:
+async def test_reading_a_task_that_does_not_exist_is_404(client: httpx2.AsyncClient) -> None:
     response = await client.get(tasks_url(task_id=2**63 - 1), headers=auth())
 
     assert response.status_code == 404
@@ -81,7 +81,7 @@ async def test_reading_a_task_that_does_not_exist_is_404(client: httpx.AsyncClie
 
 
 async def test_unknown_and_read_only_fields_in_a_new_task_are_ignored(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     response = await client.post(
         tasks_url(),

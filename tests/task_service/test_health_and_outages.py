@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 
@@ -16,7 +16,7 @@ from tests.task_service.conftest import auth, client_for, running_app, task_sett
 
 
 async def test_health_reports_the_task_database(
-    client: httpx.AsyncClient, backend: Backend
+    client: httpx2.AsyncClient, backend: Backend
 ) -> None:
     # The endpoint itself is shared and tested with the auth service; here: it is mounted
     # and pings this service's own database.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.task_service.conftest import ALICE, BOB, ROUTE_IDS, ROUTES, auth, create_task, tasks_url
@@ -12,7 +12,7 @@ from tests.task_service.conftest import ALICE, BOB, ROUTE_IDS, ROUTES, auth, cre
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
 async def test_another_users_path_is_403(
-    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None
+    client: httpx2.AsyncClient, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     # The routes are Alice's; Bob's token may not use them, whatever the task id.
     response = await client.request(method, path, json=body, headers=auth(BOB))
@@ -21,7 +21,7 @@ async def test_another_users_path_is_403(
     assert isinstance(response.json()["detail"], str)
 
 
-async def test_user_ids_are_compared_exactly(client: httpx.AsyncClient) -> None:
+async def test_user_ids_are_compared_exactly(client: httpx2.AsyncClient) -> None:
     response = await client.get(tasks_url("Alice"), headers=auth(ALICE))
 
     assert response.status_code == 403
@@ -39,7 +39,7 @@ async def test_user_ids_are_compared_exactly(client: httpx.AsyncClient) -> None:
     ],
 )
 async def test_another_users_task_on_ones_own_path_is_404_and_untouched(
-    client: httpx.AsyncClient, method: str, suffix: str, body: dict[str, Any] | None
+    client: httpx2.AsyncClient, method: str, suffix: str, body: dict[str, Any] | None
 ) -> None:
     bobs = await create_task(client, user_id=BOB, title="Bob's secret")
 
@@ -53,7 +53,7 @@ async def test_another_users_task_on_ones_own_path_is_404_and_untouched(
     assert still.json() == bobs
 
 
-async def test_lists_hold_only_the_callers_tasks(client: httpx.AsyncClient) -> None:
+async def test_lists_hold_only_the_callers_tasks(client: httpx2.AsyncClient) -> None:
     await create_task(client, user_id=ALICE, title="a1")
     await create_task(client, user_id=BOB, title="b1")
     await create_task(client, user_id=ALICE, title="a2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi import FastAPI
 
@@ -19,17 +19,17 @@ def _at(hours: int) -> datetime:
     return T0 + timedelta(hours=hours)
 
 
-async def _list(client: httpx.AsyncClient, **params: Any) -> httpx.Response:
+async def _list(client: httpx2.AsyncClient, **params: Any) -> httpx2.Response:
     response = await client.get(tasks_url(), params=params, headers=auth())
     assert response.status_code == 200, response.text
     return response
 
 
-async def _titles(client: httpx.AsyncClient, **params: Any) -> list[str]:
+async def _titles(client: httpx2.AsyncClient, **params: Any) -> list[str]:
     return [task["title"] for task in (await _list(client, **params)).json()]
 
 
-async def test_a_user_without_tasks_gets_an_empty_list(client: httpx.AsyncClient) -> None:
+async def test_a_user_without_tasks_gets_an_empty_list(client: httpx2.AsyncClient) -> None:
     response = await _list(client)
 
     assert response.json() == []
@@ -40,7 +40,7 @@ async def test_a_user_without_tasks_gets_an_empty_list(client: httpx.AsyncClient
 # created_at and due_date, B and D share priority "high", "apple" and "APPLE" share a title
 # once case is ignored. Ties must fall back to the id, in the direction of the sort.
 @pytest.fixture
-async def sortable(client: httpx.AsyncClient, task_app: FastAPI) -> None:
+async def sortable(client: httpx2.AsyncClient, task_app: FastAPI) -> None:
     rows = [
         ("apple", "low", 1, 5, _at(48)),
         ("Banana", "high", 2, 4, None),
@@ -87,7 +87,7 @@ SORTS = [
 @pytest.mark.usefixtures("sortable")
 @pytest.mark.parametrize(("sort", "order", "expected"), SORTS)
 async def test_every_sort_key_and_direction_with_ties_broken_by_id(
-    client: httpx.AsyncClient, sort: str | None, order: str | None, expected: list[str]
+    client: httpx2.AsyncClient, sort: str | None, order: str | None, expected: list[str]
 ) -> None:
     params = {key: value for key, value in (("sort", sort), ("order", order)) if value}
 
@@ -97,7 +97,7 @@ async def test_every_sort_key_and_direction_with_ties_broken_by_id(
 @pytest.mark.usefixtures("sortable")
 @pytest.mark.parametrize(("sort", "order", "expected"), SORTS)
 async def test_pages_of_one_sort_add_up_to_the_whole_list_in_order(
-    client: httpx.AsyncClient, sort: str | None, order: str | None, expected: list[str]
+    client: httpx2.AsyncClient, sort: str | None, order: str | None, expected: list[str]
 ) -> None:
     params = {key: value for key, value in (("sort", sort), ("order", order)) if value}
 
@@ -107,7 +107,7 @@ async def test_pages_of_one_sort_add_up_to_the_whole_list_in_order(
 
 
 @pytest.fixture
-async def varied(client: httpx.AsyncClient) -> None:
+async def varied(client: httpx2.AsyncClient) -> None:
     await create_task(client, title="Pay rent", priority="high", tags=["home", "money"])
     await create_task(
         client, title="Team lunch", description="Book a table", tags=["work"], completed=True
@@ -149,7 +149,7 @@ FILTERS = [
 @pytest.mark.usefixtures("varied")
 @pytest.mark.parametrize(("params", "expected"), FILTERS)
 async def test_filters_select_the_matching_tasks_of_the_caller_only(
-    client: httpx.AsyncClient, params: dict[str, str], expected: set[str]
+    client: httpx2.AsyncClient, params: dict[str, str], expected: set[str]
 ) -> None:
     response = await _list(client, **params)
 
@@ -159,7 +159,7 @@ async def test_filters_select_the_matching_tasks_of_the_caller_only(
     assert {task["user_id"] for task in response.json()} <= {ALICE}
 
 
-async def test_search_takes_a_backslash_literally(client: httpx.AsyncClient) -> None:
+async def test_search_takes_a_backslash_literally(client: httpx2.AsyncClient) -> None:
     await create_task(client, title="C:\\temp")
     await create_task(client, title="C:temp")
 
@@ -167,7 +167,7 @@ async def test_search_takes_a_backslash_literally(client: httpx.AsyncClient) -> 
     assert await _titles(client, q=":\\t") == ["C:\\temp"]
 
 
-async def test_tag_filter_finds_tags_with_spaces_and_accents(client: httpx.AsyncClient) -> None:
+async def test_tag_filter_finds_tags_with_spaces_and_accents(client: httpx2.AsyncClient) -> None:
     await create_task(client, title="café", tags=["à faire", "x"])
     await create_task(client, title="other", tags=["a faire"])
 
@@ -175,7 +175,7 @@ async def test_tag_filter_finds_tags_with_spaces_and_accents(client: httpx.Async
 
 
 @pytest.fixture
-async def many(client: httpx.AsyncClient, task_app: FastAPI) -> list[int]:
+async def many(client: httpx2.AsyncClient, task_app: FastAPI) -> list[int]:
     """101 tasks of Alice, oldest first, and one of Bob's."""
     tasks = [Task(user_id=ALICE, title=f"task {n:03}", created_at=_at(n)) for n in range(101)]
     ids = await insert_tasks(task_app, *tasks, Task(user_id=BOB, title="bob's"))
@@ -196,7 +196,7 @@ async def many(client: httpx.AsyncClient, task_app: FastAPI) -> list[int]:
     ],
 )
 async def test_pages_and_the_total_count(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     many: list[int],
     params: dict[str, int],
     expected_count: int,
@@ -212,7 +212,7 @@ async def test_pages_and_the_total_count(
 
 
 async def test_total_count_follows_the_filters_on_every_page(
-    client: httpx.AsyncClient, task_app: FastAPI
+    client: httpx2.AsyncClient, task_app: FastAPI
 ) -> None:
     await insert_tasks(
         task_app,
@@ -247,7 +247,7 @@ async def test_total_count_follows_the_filters_on_every_page(
     ],
 )
 async def test_bad_query_parameters_are_422(
-    client: httpx.AsyncClient, params: dict[str, Any]
+    client: httpx2.AsyncClient, params: dict[str, Any]
 ) -> None:
     response = await client.get(tasks_url(), params=params, headers=auth())
 
@@ -256,7 +256,7 @@ async def test_bad_query_parameters_are_422(
     assert [error["loc"] for error in response.json()["detail"]] == [["query", name]]
 
 
-async def test_unknown_query_parameters_are_ignored(client: httpx.AsyncClient) -> None:
+async def test_unknown_query_parameters_are_ignored(client: httpx2.AsyncClient) -> None:
     await create_task(client, title="seen")
 
     assert await _titles(client, colour="blue") == ["seen"]

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,7 +28,7 @@ from tests.task_service.conftest import (
 )
 
 
-def _assert_unauthorized(response: httpx.Response) -> None:
+def _assert_unauthorized(response: httpx2.Response) -> None:
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert isinstance(response.json()["detail"], str)
@@ -36,7 +36,7 @@ def _assert_unauthorized(response: httpx.Response) -> None:
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
 async def test_every_route_requires_a_token(
-    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None
+    client: httpx2.AsyncClient, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     _assert_unauthorized(await client.request(method, path, json=body))
 
@@ -46,7 +46,7 @@ async def test_every_route_requires_a_token(
     [tasks_url(BOB), tasks_url(task_id="abc"), tasks_url("u" * 300), tasks_url(task_id=0)],
 )
 async def test_authentication_is_checked_before_anything_else(
-    client: httpx.AsyncClient, path: str
+    client: httpx2.AsyncClient, path: str
 ) -> None:
     _assert_unauthorized(await client.get(path))
 
@@ -63,7 +63,7 @@ async def test_authentication_is_checked_before_anything_else(
     ],
 )
 async def test_malformed_credentials_are_401(
-    client: httpx.AsyncClient, headers: dict[str, str]
+    client: httpx2.AsyncClient, headers: dict[str, str]
 ) -> None:
     _assert_unauthorized(await client.get(tasks_url(), headers=headers))
 
@@ -84,12 +84,12 @@ REFUSED: list[tuple[str, Callable[[], str]]] = [
 
 @pytest.mark.parametrize("make", [m for _, m in REFUSED], ids=[n for n, _ in REFUSED])
 async def test_unacceptable_tokens_are_401(
-    client: httpx.AsyncClient, make: Callable[[], str]
+    client: httpx2.AsyncClient, make: Callable[[], str]
 ) -> None:
     _assert_unauthorized(await client.get(tasks_url(), headers=bearer(make())))
 
 
-async def test_own_auth_service_token_is_accepted(client: httpx.AsyncClient) -> None:
+async def test_own_auth_service_token_is_accepted(client: httpx2.AsyncClient) -> None:
     token = mint(SECRET_KEY, sub=ALICE, email="alice@example.com", name="Alice")
 
     response = await client.post(tasks_url(), json={"title": "x"}, headers=bearer(token))
@@ -100,7 +100,7 @@ async def test_own_auth_service_token_is_accepted(client: httpx.AsyncClient) -> 
 
 @pytest.mark.parametrize("claim", ["sub", "id", "userId"])
 async def test_frontend_token_signed_with_the_better_auth_secret_is_accepted(
-    client: httpx.AsyncClient, claim: str
+    client: httpx2.AsyncClient, claim: str
 ) -> None:
     # What a Next.js frontend mints itself: no `type` claim, the user id under any of three names.
     claims: dict[str, Any] = {"sub": None, "type": None, claim: "ba-user-7"}
@@ -117,7 +117,7 @@ async def test_frontend_token_signed_with_the_better_auth_secret_is_accepted(
 
 
 async def test_eddsa_token_is_refused_when_no_jwks_url_is_configured(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     key = Ed25519PrivateKey.generate()
     token = jwt.encode({"sub": ALICE, "exp": time.time() + 60}, key, "EdDSA", headers={"kid": "k"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.task_service.conftest import auth, create_task, moment, tasks_url
@@ -20,11 +20,11 @@ FULL: dict[str, Any] = {
 
 
 @pytest.fixture
-async def task(client: httpx.AsyncClient) -> dict[str, Any]:
+async def task(client: httpx2.AsyncClient) -> dict[str, Any]:
     return await create_task(client, **FULL)
 
 
-async def _read(client: httpx.AsyncClient, task_id: int) -> dict[str, Any]:
+async def _read(client: httpx2.AsyncClient, task_id: int) -> dict[str, Any]:
     response = await client.get(tasks_url(task_id=task_id), headers=auth())
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
@@ -32,7 +32,7 @@ async def _read(client: httpx.AsyncClient, task_id: int) -> dict[str, Any]:
 
 
 async def test_put_replaces_every_editable_field(
-    client: httpx.AsyncClient, task: dict[str, Any]
+    client: httpx2.AsyncClient, task: dict[str, Any]
 ) -> None:
     replacement = {
         "title": "Rewrite report",
@@ -55,7 +55,7 @@ async def test_put_replaces_every_editable_field(
 
 
 async def test_put_resets_omitted_optional_fields_to_their_defaults(
-    client: httpx.AsyncClient, task: dict[str, Any]
+    client: httpx2.AsyncClient, task: dict[str, Any]
 ) -> None:
     response = await client.put(
         tasks_url(task_id=task["id"]), json={"title": "Bare"}, headers=auth()
@@ -71,7 +71,7 @@ async def test_put_resets_omitted_optional_fields_to_their_defaults(
     assert body["tags"] == []
 
 
-async def test_put_requires_a_title(client: httpx.AsyncClient, task: dict[str, Any]) -> None:
+async def test_put_requires_a_title(client: httpx2.AsyncClient, task: dict[str, Any]) -> None:
     response = await client.put(
         tasks_url(task_id=task["id"]), json={"priority": "low"}, headers=auth()
     )
@@ -82,7 +82,7 @@ async def test_put_requires_a_title(client: httpx.AsyncClient, task: dict[str, A
 
 
 async def test_put_accepts_a_whole_task_as_read_and_ignores_its_read_only_fields(
-    client: httpx.AsyncClient, task: dict[str, Any]
+    client: httpx2.AsyncClient, task: dict[str, Any]
 ) -> None:
     sent_back = {
         **task,
@@ -120,7 +120,7 @@ async def test_put_accepts_a_whole_task_as_read_and_ignores_its_read_only_fields
     ],
 )
 async def test_patch_changes_only_the_fields_given(
-    client: httpx.AsyncClient, task: dict[str, Any], change: dict[str, Any]
+    client: httpx2.AsyncClient, task: dict[str, Any], change: dict[str, Any]
 ) -> None:
     response = await client.patch(tasks_url(task_id=task["id"]), json=change, headers=auth())
 
@@ -133,7 +133,7 @@ async def test_patch_changes_only_the_fields_given(
 
 
 async def test_patch_with_an_empty_object_changes_nothing(
-    client: httpx.AsyncClient, task: dict[str, Any]
+    client: httpx2.AsyncClient, task: dict[str, Any]
 ) -> None:
     response = await client.patch(tasks_url(task_id=task["id"]), json={}, headers=auth())
 
@@ -143,7 +143,7 @@ async def test_patch_with_an_empty_object_changes_nothing(
 
 
 async def test_patch_with_only_unknown_fields_changes_nothing(
-    client: httpx.AsyncClient, task: dict[str, Any]
+    client: httpx2.AsyncClient, task: dict[str, Any]
 ) -> None:
     response = await client.patch(
         tasks_url(task_id=task["id"]), json={"colour": "red", "user_id": "mallory"}, headers=auth()
@@ -153,21 +153,21 @@ async def test_patch_with_only_unknown_fields_changes_nothing(
     assert response.json() == task
 
 
-async def _patch_without_body(client: httpx.AsyncClient, task_id: int) -> httpx.Response:
+async def _patch_without_body(client: httpx2.AsyncClient, task_id: int) -> httpx2.Response:
     return await client.patch(tasks_url(task_id=task_id), headers=auth())
 
 
-async def _patch_with_json_null(client: httpx.AsyncClient, task_id: int) -> httpx.Response:
+async def _patch_with_json_null(client: httpx2.AsyncClient, task_id: int) -> httpx2.Response:
     headers = {**auth(), "Content-Type": "application/json"}
     return await client.patch(tasks_url(task_id=task_id), content=b"null", headers=headers)
 
 
-async def _patch_json_without_body(client: httpx.AsyncClient, task_id: int) -> httpx.Response:
+async def _patch_json_without_body(client: httpx2.AsyncClient, task_id: int) -> httpx2.Response:
     headers = {**auth(), "Content-Type": "application/json"}
     return await client.patch(tasks_url(task_id=task_id), headers=headers)
 
 
-async def _patch_complete(client: httpx.AsyncClient, task_id: int) -> httpx.Response:
+async def _patch_complete(client: httpx2.AsyncClient, task_id: int) -> httpx2.Response:
     return await client.patch(f"{tasks_url(task_id=task_id)}/complete", headers=auth())
 
 
@@ -180,7 +180,7 @@ TOGGLES = [
 
 
 @pytest.mark.parametrize("toggle", TOGGLES)
-async def test_toggling_flips_completed_both_ways(client: httpx.AsyncClient, toggle: Any) -> None:
+async def test_toggling_flips_completed_both_ways(client: httpx2.AsyncClient, toggle: Any) -> None:
     task = await create_task(client, title="Flip me", priority="low", tags=["x"])
 
     first = await toggle(client, task["id"])
@@ -196,7 +196,7 @@ async def test_toggling_flips_completed_both_ways(client: httpx.AsyncClient, tog
 
 
 @pytest.mark.parametrize("toggle", TOGGLES)
-async def test_toggling_a_missing_task_is_404(client: httpx.AsyncClient, toggle: Any) -> None:
+async def test_toggling_a_missing_task_is_404(client: httpx2.AsyncClient, toggle: Any) -> None:
     response = await toggle(client, 2**63 - 1)
 
     assert response.status_code == 404
@@ -204,7 +204,7 @@ async def test_toggling_a_missing_task_is_404(client: httpx.AsyncClient, toggle:
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH"])
-async def test_updating_a_missing_task_is_404(client: httpx.AsyncClient, method: str) -> None:
+async def test_updating_a_missing_task_is_404(client: httpx2.AsyncClient, method: str) -> None:
     response = await client.request(
         method, tasks_url(task_id=123_456_789), json={"title": "x"}, headers=auth()
     )
@@ -212,7 +212,7 @@ async def test_updating_a_missing_task_is_404(client: httpx.AsyncClient, method:
     assert response.status_code == 404
 
 
-async def test_delete_removes_the_task(client: httpx.AsyncClient, task: dict[str, Any]) -> None:
+async def test_delete_removes_the_task(client: httpx2.AsyncClient, task: dict[str, Any]) -> None:
     other = await create_task(client, title="Keep me")
 
     response = await client.delete(tasks_url(task_id=task["id"]), headers=auth())
@@ -225,7 +225,7 @@ async def test_delete_removes_the_task(client: httpx.AsyncClient, task: dict[str
 
 
 async def test_deleting_twice_is_404_the_second_time(
-    client: httpx.AsyncClient, task: dict[str, Any]
+    client: httpx2.AsyncClient, task: dict[str, Any]
 ) -> None:
     first = await client.delete(tasks_url(task_id=task["id"]), headers=auth())
     second = await client.delete(tasks_url(task_id=task["id"]), headers=auth())

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests.task_service.conftest import auth, create_task, tasks_url
 
 
-async def _post(client: httpx.AsyncClient, body: Any) -> httpx.Response:
+async def _post(client: httpx2.AsyncClient, body: Any) -> httpx2.Response:
     # ASCII-escaped JSON, so that lone surrogates can be sent at all.
     headers = {**auth(), "content-type": "application/json"}
     return await client.post(tasks_url(), content=json.dumps(body), headers=headers)
 
 
-def _error_locations(response: httpx.Response) -> list[list[Any]]:
+def _error_locations(response: httpx2.Response) -> list[list[Any]]:
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert isinstance(detail, list)
@@ -70,7 +70,7 @@ def _error_locations(response: httpx.Response) -> list[list[Any]]:
     ],
 )
 async def test_bad_fields_of_a_new_task_are_422(
-    client: httpx.AsyncClient, body: dict[str, Any], location: list[Any]
+    client: httpx2.AsyncClient, body: dict[str, Any], location: list[Any]
 ) -> None:
     response = await _post(client, body)
 
@@ -80,21 +80,21 @@ async def test_bad_fields_of_a_new_task_are_422(
 @pytest.mark.parametrize(
     "body", [None, [], ["title"], "title", 3], ids=["null", "array", "list", "string", "number"]
 )
-async def test_a_body_that_is_not_an_object_is_422(client: httpx.AsyncClient, body: Any) -> None:
+async def test_a_body_that_is_not_an_object_is_422(client: httpx2.AsyncClient, body: Any) -> None:
     response = await _post(client, body)
 
     assert _error_locations(response)[0][0] == "body"
 
 
 @pytest.mark.parametrize("content", [b"{", b'{"title": "x",}', b"{'title': 'x'}", b"\xff\xfe"])
-async def test_malformed_json_is_422(client: httpx.AsyncClient, content: bytes) -> None:
+async def test_malformed_json_is_422(client: httpx2.AsyncClient, content: bytes) -> None:
     headers = {**auth(), "Content-Type": "application/json"}
     response = await client.post(tasks_url(), content=content, headers=headers)
 
     assert _error_locations(response)[0][0] == "body"
 
 
-async def test_missing_body_on_create_is_422(client: httpx.AsyncClient) -> None:
+async def test_missing_body_on_create_is_422(client: httpx2.AsyncClient) -> None:
     response = await client.post(tasks_url(), headers=auth())
 
     assert _error_locations(response) == [["body"]]
@@ -126,7 +126,7 @@ async def test_missing_body_on_create_is_422(client: httpx.AsyncClient) -> None:
     ],
 )
 async def test_accepted_values_are_stored_normalized(
-    client: httpx.AsyncClient, field: str, sent: Any, stored: Any
+    client: httpx2.AsyncClient, field: str, sent: Any, stored: Any
 ) -> None:
     created = await create_task(client, **{"title": "x", field: sent})
     read = await client.get(tasks_url(task_id=created["id"]), headers=auth())
@@ -151,7 +151,7 @@ async def test_accepted_values_are_stored_normalized(
     ],
 )
 async def test_bad_fields_of_a_partial_update_are_422_and_change_nothing(
-    client: httpx.AsyncClient, body: dict[str, Any], location: list[Any]
+    client: httpx2.AsyncClient, body: dict[str, Any], location: list[Any]
 ) -> None:
     task = await create_task(client, title="Before", tags=["kept"], priority="low")
 
@@ -161,7 +161,7 @@ async def test_bad_fields_of_a_partial_update_are_422_and_change_nothing(
     assert (await client.get(tasks_url(task_id=task["id"]), headers=auth())).json() == task
 
 
-async def test_bad_fields_of_a_replacement_are_422(client: httpx.AsyncClient) -> None:
+async def test_bad_fields_of_a_replacement_are_422(client: httpx2.AsyncClient) -> None:
     task = await create_task(client, title="Before")
 
     response = await client.put(
@@ -172,7 +172,7 @@ async def test_bad_fields_of_a_replacement_are_422(client: httpx.AsyncClient) ->
 
 
 async def test_malformed_json_in_a_partial_update_is_422_not_a_toggle(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     task = await create_task(client, title="Before")
     headers = {**auth(), "Content-Type": "application/json"}
@@ -196,7 +196,7 @@ ROUTES_WITH_TASK_ID = [
 @pytest.mark.parametrize(("method", "suffix"), ROUTES_WITH_TASK_ID)
 @pytest.mark.parametrize("task_id", BAD_TASK_IDS)
 async def test_task_ids_that_cannot_exist_are_422(
-    client: httpx.AsyncClient, method: str, suffix: str, task_id: str
+    client: httpx2.AsyncClient, method: str, suffix: str, task_id: str
 ) -> None:
     body = {"title": "x"} if method == "PUT" else None
     response = await client.request(
@@ -208,7 +208,7 @@ async def test_task_ids_that_cannot_exist_are_422(
 
 @pytest.mark.parametrize(("method", "suffix"), ROUTES_WITH_TASK_ID)
 async def test_the_largest_possible_task_id_is_a_plain_404(
-    client: httpx.AsyncClient, method: str, suffix: str
+    client: httpx2.AsyncClient, method: str, suffix: str
 ) -> None:
     body = {"title": "x"} if method == "PUT" else None
     response = await client.request(
@@ -218,7 +218,7 @@ async def test_the_largest_possible_task_id_is_a_plain_404(
     assert response.status_code == 404
 
 
-async def test_a_user_id_longer_than_any_subject_is_422(client: httpx.AsyncClient) -> None:
+async def test_a_user_id_longer_than_any_subject_is_422(client: httpx2.AsyncClient) -> None:
     response = await client.get(tasks_url("u" * 256), headers=auth())
 
     assert _error_locations(response) == [["path", "user_id"]]
@@ -226,7 +226,7 @@ async def test_a_user_id_longer_than_any_subject_is_422(client: httpx.AsyncClien
 
 @pytest.mark.parametrize("params", [{"q": "a\x00b"}, {"tag": "\x00"}])
 async def test_unstorable_text_in_filters_is_422(
-    client: httpx.AsyncClient, params: dict[str, str]
+    client: httpx2.AsyncClient, params: dict[str, str]
 ) -> None:
     response = await client.get(tasks_url(), params=params, headers=auth())
 
