@@ -54,6 +54,12 @@ class _RefuseAllCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
+# An idle pooled connection is dropped before a service would close it (uvicorn does after
+# 5 s idle by default). With equal timeouts the gateway can send a request on a connection
+# the service is closing at that moment, and the client gets a 502 for nothing.
+KEEPALIVE_EXPIRY_SECONDS = 4.0
+
+
 def create_client(
     *, connect_timeout: float, timeout: float, max_connections: int = 200
 ) -> httpx2.AsyncClient:
@@ -61,7 +67,9 @@ def create_client(
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(timeout, connect=connect_timeout),
         limits=httpx2.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
         ),
         follow_redirects=False,
         trust_env=False,

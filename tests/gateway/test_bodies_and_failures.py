@@ -7,7 +7,9 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx2
+import uvicorn
 
+from gateway.proxy import KEEPALIVE_EXPIRY_SECONDS
 from tests.gateway.conftest import GatewayFactory, GatewayUnderTest
 from tests.support.http_server import free_port
 
@@ -125,3 +127,11 @@ async def test_many_concurrent_requests_share_the_pool(gateway: GatewayUnderTest
 
     assert all(r.status_code == 200 for r in responses)
     assert len(gateway.tasks.requests) == 200
+
+
+def test_pooled_connections_expire_before_a_service_closes_them() -> None:
+    # Reusing a connection the service is closing at that instant fails the request with a
+    # read error (seen as a rare 502 under load): the pool must let go first.
+    service = uvicorn.Config(app="task_service.main:app")
+
+    assert service.timeout_keep_alive > KEEPALIVE_EXPIRY_SECONDS
