@@ -46,4 +46,14 @@ def test_the_least_disturbed_run_is_kept() -> None:
     slow = parse_wrk(REPORT)
     fast = parse_wrk(REPORT.replace("2462.40", "3000.00"))
 
-    assert best([slow, fast]) is fast
+    chosen = best([slow, fast])
+
+    assert chosen.requests_per_second == 3000.00
+    assert chosen.p50_ms == fast.p50_ms
+
+
+def test_errors_of_every_run_are_kept() -> None:
+    clean = parse_wrk(REPORT.replace("2462.40", "3000.00").replace("read 2", "read 0"))
+    failing = parse_wrk(REPORT)
+
+    assert best([clean, failing]).errors == clean.errors + failing.errors
