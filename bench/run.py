@@ -572,6 +572,8 @@ def logins_under_load(
         thread.join()
         runs.append((outcome["logins"], reads))
     login_run, reads = max(runs, key=lambda pair: pair[0].requests_per_second)
+    login_run = replace(login_run, errors=sum(pair[0].errors for pair in runs))
+    reads = replace(reads, errors=sum(pair[1].errors for pair in runs))
     results.logins = {
         "argon2": f"argon2id m={ARGON2_PARAMETERS['memory_cost']} KiB, "
         f"t={ARGON2_PARAMETERS['time_cost']}, p={ARGON2_PARAMETERS['parallelism']}",
