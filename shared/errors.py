@@ -121,7 +121,8 @@ _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "p
 
 
 def _allowed_methods(app: FastAPI, path: str) -> set[str]:
-    """Every method some route serves at `path`.
+    """Every method some route serves at `path`. FastAPI's GET routes do not answer HEAD,
+    so HEAD is named only where a route declares it.
 
     Starlette's own 405 names only the methods of the first route matching the path, while
     one path often has several routes (GET and POST of a collection).
@@ -137,8 +138,6 @@ def _allowed_methods(app: FastAPI, path: str) -> set[str]:
     for pattern, served in index:
         if pattern.match(path):
             methods |= served
-    if "GET" in methods:
-        methods.add("HEAD")
     return methods
 
 
