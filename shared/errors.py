@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import traceback
 from typing import Any
@@ -63,11 +64,28 @@ def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def _finite(value: Any) -> Any:
+    """`value` with non-finite floats spelled as the text a client sent (`NaN`, `Infinity`).
+
+    Python's JSON parser accepts them in a body, but they have no JSON form to echo them in.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
 class _UnicodeSafeJSONResponse(JSONResponse):
-    """JSON that cannot fail to encode: lone surrogates in echoed input become `?`."""
+    """JSON that cannot fail to encode: lone surrogates in echoed input become `?`, and
+    non-finite numbers become strings."""
 
     def render(self, content: Any) -> bytes:
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(
+            _finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
         return text.encode("utf-8", "replace")
 
 

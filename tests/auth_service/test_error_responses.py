@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx2
+import pytest
+
+JSON = {"content-type": "application/json"}
 
 
 async def test_405_names_only_methods_the_path_serves(client: httpx2.AsyncClient) -> None:
@@ -13,3 +18,26 @@ async def test_405_names_only_methods_the_path_serves(client: httpx2.AsyncClient
     assert head.status_code == delete.status_code == 405
     assert head.headers["allow"] == delete.headers["allow"] == "GET"
     assert delete.json() == {"detail": "Method Not Allowed"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/auth/register", b'{"email": NaN, "password": "correct horse"}'),
+        ("/auth/register", b'{"email": "ada@example.com", "password": Infinity}'),
+        ("/auth/login", b'{"email": "ada@example.com", "password": -Infinity}'),
+        ("/auth/login", b"NaN"),
+        ("/auth/refresh", b'{"refresh_token": NaN}'),
+        ("/auth/logout", b'{"refresh_token": [1, {"x": Infinity}]}'),
+        ("/auth/logout", b"-Infinity"),
+    ],
+)
+async def test_non_finite_numbers_in_a_body_are_a_422_echoing_them_as_text(
+    client: httpx2.AsyncClient, path: str, body: bytes
+) -> None:
+    # Not JSON, yet Python's parser reads them as floats that JSON cannot carry back.
+    response = await client.post(path, content=body, headers=JSON)
+
+    assert response.status_code == 422
+    echoed = json.dumps([error.get("input") for error in response.json()["detail"]])
+    assert any(word in echoed for word in ('"NaN"', '"Infinity"', '"-Infinity"'))
