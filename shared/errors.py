@@ -95,7 +95,12 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     FastAPI's own handler fails with a 500 when a 422 repeats a lone surrogate it was sent.
     """
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
-    return _UnicodeSafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    try:
+        return _UnicodeSafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    except RecursionError:
+        # Input nested deeper than the encoders can walk: name the errors without echoing it.
+        bare = [{key: value for key, value in error.items() if key != "input"} for error in errors]
+        return _UnicodeSafeJSONResponse({"detail": jsonable_encoder(bare)}, status_code=422)
 
 
 def database_unavailable_response() -> JSONResponse:
