@@ -41,3 +41,30 @@ async def test_non_finite_numbers_in_a_body_are_a_422_echoing_them_as_text(
     assert response.status_code == 422
     echoed = json.dumps([error.get("input") for error in response.json()["detail"]])
     assert any(word in echoed for word in ('"NaN"', '"Infinity"', '"-Infinity"'))
+
+
+@pytest.mark.parametrize("depth", [700, 1000, 100_000])
+async def test_deeply_nested_json_gets_the_same_4xx_from_login_as_from_register(
+    client: httpx2.AsyncClient, depth: int
+) -> None:
+    # Login parses its own body (JSON or form); it must answer like FastAPI's routes do.
+    body = b"[" * depth + b"]" * depth
+
+    login = await client.post("/auth/login", content=body, headers=JSON)
+    register = await client.post("/auth/register", content=body, headers=JSON)
+
+    assert 400 <= login.status_code < 500
+    assert login.status_code == register.status_code
+    assert set(login.json()) == set(register.json()) == {"detail"}
+
+
+async def test_login_body_that_is_not_utf8_is_400_like_other_routes(
+    client: httpx2.AsyncClient,
+) -> None:
+    body = b'{"email": "\xff@example.com", "password": "whatever1"}'
+
+    login = await client.post("/auth/login", content=body, headers=JSON)
+    register = await client.post("/auth/register", content=body, headers=JSON)
+
+    assert login.status_code == register.status_code == 400
+    assert login.json() == register.json() == {"detail": "There was an error parsing the body"}

@@ -191,3 +191,27 @@ async def test_malformed_login_is_422_in_fastapi_shape(
     assert errors
     assert all(error["loc"][0] == "body" for error in errors)
     assert location in {str(error["loc"][-1]) for error in errors}
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+async def test_a_file_in_a_login_form_is_422_without_echoing_the_upload(
+    client: httpx2.AsyncClient, field: str
+) -> None:
+    form = {"username": EMAIL, "password": PASSWORD}
+    del form[field]
+
+    response = await client.post(
+        "/auth/login", data=form, files={field: ("f.txt", b"file content", "text/plain")}
+    )
+
+    assert response.status_code == 422
+    location = "email" if field == "username" else "password"
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "string_type",
+                "loc": ["body", location],
+                "msg": "Input should be a valid string",
+            }
+        ]
+    }
