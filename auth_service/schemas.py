@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -24,8 +25,12 @@ def _blank_to_none(value: str | None) -> str | None:
 
 
 def normalize_email(value: str) -> str:
-    """Emails are unique regardless of case and surrounding spaces."""
-    return value.strip().lower()
+    """The form an email is stored and looked up in, at registration and login alike.
+
+    Emails are unique regardless of case, surrounding spaces and Unicode normal form (an
+    accented letter may arrive composed or decomposed).
+    """
+    return unicodedata.normalize("NFC", value.strip().lower())
 
 
 Email = Annotated[

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import unicodedata
+from typing import Any, Literal
 
 import bcrypt
 import httpx2
@@ -61,6 +62,25 @@ async def test_email_is_matched_whatever_its_case_and_spacing(
     )
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+async def test_email_is_matched_whatever_its_unicode_normal_form(
+    client: httpx2.AsyncClient, form: Literal["NFC", "NFD"]
+) -> None:
+    email = "José.Núñez@example.com"
+    registered = await client.post(
+        "/auth/register",
+        json={"email": unicodedata.normalize("NFD", email), "password": PASSWORD},
+    )
+
+    response = await client.post(
+        "/auth/login", json={"email": unicodedata.normalize(form, email), "password": PASSWORD}
+    )
+
+    assert registered.status_code == 201
+    assert response.status_code == 200
+    assert response.json()["user"]["email"] == unicodedata.normalize("NFC", email.lower())
 
 
 async def test_wrong_password_and_unknown_email_get_the_same_401(
