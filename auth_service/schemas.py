@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field
 
 from shared.db import StorableText
 from shared.tokens import MAX_TOKEN_BYTES
+from shared.validators import blank_to_none
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -18,10 +19,6 @@ EMAIL_MAX_LENGTH = 320
 
 def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
-
-
-def _blank_to_none(value: str | None) -> str | None:
-    return value or None
 
 
 def normalize_email(value: str) -> str:
@@ -49,7 +46,7 @@ NewPassword = Annotated[
 ]
 DisplayName = Annotated[
     Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), StorableText] | None,
-    AfterValidator(_blank_to_none),
+    AfterValidator(blank_to_none),
 ]
 Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_BYTES)]
 
