@@ -76,17 +76,23 @@ def translate_database_url(raw: str) -> ConnectionTarget:
     """Accept a URL as Neon's console prints it (libpq style) and make it asyncpg's.
 
     `sslmode` becomes asyncpg's `ssl`; libpq-only parameters asyncpg would reject
-    (`channel_binding`, `options`, ...) are dropped. Raises ValueError on anything else.
+    (`channel_binding`, `options`, ...) are dropped. Raises ValueError on anything else, with
+    a message that starts with "DATABASE_URL " and never quotes the URL (it holds a password).
     """
     try:
+        # make_url raises ValueError itself on a port that is not a number.
         url = make_url(raw.strip())
-    except ArgumentError:
-        raise ValueError("DATABASE_URL is not a valid database URL") from None
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "DATABASE_URL must look like postgresql://user:password@host:5432/dbname"
+        ) from None
 
     if url.drivername in _SQLITE_DRIVERS:
         return ConnectionTarget(url.set(drivername="sqlite+aiosqlite"), {}, "sqlite")
     if url.drivername not in _POSTGRES_DRIVERS:
-        raise ValueError(f"DATABASE_URL scheme {url.drivername!r} is not PostgreSQL or SQLite")
+        raise ValueError("DATABASE_URL must be a postgresql:// (or sqlite://) URL")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError("DATABASE_URL port must be between 1 and 65535")
 
     query = dict(url.query)
     connect_args: dict[str, Any] = {}

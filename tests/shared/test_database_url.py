@@ -80,7 +80,16 @@ def test_sqlite_url_is_allowed() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["mysql://u:p@h/app", "not a url", "postgresql://u:p@h/app?sslmode=sometimes"]
+    "raw",
+    [
+        "mysql://u:p@h/app",
+        "not a url",
+        "",
+        "postgresql://u:p@h/app?sslmode=sometimes",
+        "postgresql://u:p@h:port/app",
+        "postgresql://u:p@h:0/app",
+        "postgresql://u:p@h:65536/app",
+    ],
 )
 def test_unusable_urls_are_refused_clearly(raw: str) -> None:
     with pytest.raises(ValueError, match="DATABASE_URL"):
