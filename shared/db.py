@@ -75,7 +75,7 @@ class ConnectionTarget:
 def translate_database_url(raw: str) -> ConnectionTarget:
     """Accept a URL as Neon's console prints it (libpq style) and make it asyncpg's.
 
-    `sslmode` becomes asyncpg's `ssl`; libpq-only parameters asyncpg would reject
+    `sslmode` (or `ssl`) becomes asyncpg's `ssl`; libpq-only parameters asyncpg would reject
     (`channel_binding`, `options`, ...) are dropped. Raises ValueError on anything else, with
     a message that starts with "DATABASE_URL " and never quotes the URL (it holds a password).
     """
@@ -96,11 +96,15 @@ def translate_database_url(raw: str) -> ConnectionTarget:
 
     query = dict(url.query)
     connect_args: dict[str, Any] = {}
-    sslmode = query.pop("sslmode", None)
-    if sslmode is not None:
-        if not isinstance(sslmode, str) or sslmode not in _SSL_MODES:
-            raise ValueError(f"DATABASE_URL sslmode must be one of {sorted(_SSL_MODES)}")
-        connect_args["ssl"] = sslmode
+    # asyncpg's own spelling is `ssl`; dropping it as unknown would silently connect in clear.
+    ssl_modes = {name: query.pop(name) for name in ("sslmode", "ssl") if name in query}
+    for name, mode in ssl_modes.items():
+        if not isinstance(mode, str) or mode not in _SSL_MODES:
+            raise ValueError(f"DATABASE_URL {name} must be one of {sorted(_SSL_MODES)}")
+    if len(set(ssl_modes.values())) > 1:
+        raise ValueError("DATABASE_URL sslmode and ssl must agree")
+    if ssl_modes:
+        connect_args["ssl"] = next(iter(ssl_modes.values()))
     application_name = query.pop("application_name", None)
     if isinstance(application_name, str):
         connect_args["server_settings"] = {"application_name": application_name}
