@@ -63,20 +63,15 @@ class AuthRateLimiter:
         """Count one request of a client; RateLimitedError when it is over its limit."""
         await self._hit(self.per_ip, "auth", client)
 
-    async def check_failures(self, email: str, client: str) -> None:
-        """RateLimitedError when this account has failed too often from this client."""
-        try:
-            allowed = await self.strategy.test(self.failures, "login-failure", email, client)
-        except StorageError as exc:
-            logger.error("Rate limit storage unavailable: %s", exc)
-            return
-        if not allowed:
-            raise RateLimitedError(
-                await self._retry_after(self.failures, "login-failure", email, client)
-            )
+    async def hit_login(self, email: str, client: str) -> None:
+        """Count one login attempt on an account from a client, before its password is
+        checked; RateLimitedError when that client has failed too often on that account.
 
-    async def record_failure(self, email: str, client: str) -> None:
-        await self._hit(self.failures, "login-failure", email, client, raise_over=False)
+        Counting first is what makes the limit hold under concurrency: a check followed by
+        a count after the (slow) password check would let every concurrent guess through.
+        A successful login clears the count, so only failures accumulate.
+        """
+        await self._hit(self.failures, "login-failure", email, client)
 
     async def clear_failures(self, email: str, client: str) -> None:
         try:
@@ -84,13 +79,13 @@ class AuthRateLimiter:
         except StorageError as exc:
             logger.error("Rate limit storage unavailable: %s", exc)
 
-    async def _hit(self, item: RateLimitItem, *identifiers: str, raise_over: bool = True) -> None:
+    async def _hit(self, item: RateLimitItem, *identifiers: str) -> None:
         try:
             allowed = await self.strategy.hit(item, *identifiers)
         except StorageError as exc:
             logger.error("Rate limit storage unavailable: %s", exc)
             return
-        if not allowed and raise_over:
+        if not allowed:
             raise RateLimitedError(await self._retry_after(item, *identifiers))
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:

@@ -171,7 +171,7 @@ async def login(
     credentials = await _read_credentials(request)
     client = client_address(request)
     try:
-        await limiter.check_failures(credentials.email, client)
+        await limiter.hit_login(credentials.email, client)
     except RateLimitedError as exc:
         raise too_many_requests(exc.retry_after) from None
     user = await crud.get_user_by_email(session, email=credentials.email)
@@ -179,7 +179,6 @@ async def login(
         credentials.password, user.hashed_password if user else None
     )
     if user is None or not matches:
-        await limiter.record_failure(credentials.email, client)
         raise unauthorized("Incorrect email or password")
     await limiter.clear_failures(credentials.email, client)
     if new_hash is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -144,6 +146,34 @@ async def test_a_successful_login_clears_earlier_failures(limited_app: Clients) 
         ]
 
     assert after == [401, 401]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage_url(request: pytest.FixtureRequest) -> str | None:
+    """Each test that uses this runs with counters in memory, then in Redis."""
+    return request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+
+async def test_concurrent_guesses_get_no_more_401s_than_the_failure_limit(
+    limited_app: Clients, storage_url: str | None
+) -> None:
+    email = _email()
+    async with (
+        limited_app(
+            login_failure_limit="5/15 minutes", rate_limit_storage_url=storage_url
+        ) as client_from,
+        client_from(f"203.0.113.{uuid.uuid4().int % 200 + 20}") as client,
+    ):
+        await client.post("/auth/register", json={"email": email, "password": "correct horse"})
+        # Password checks take long enough that every guess is in flight at once.
+        responses = await asyncio.gather(
+            *(
+                client.post("/auth/login", json={"email": email, "password": f"guess {n}"})
+                for n in range(30)
+            )
+        )
+
+    assert Counter(r.status_code for r in responses) == {401: 5, 429: 25}
 
 
 async def test_counters_in_redis_are_shared_between_instances(
