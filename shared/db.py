@@ -169,7 +169,8 @@ def _create_postgres(target: ConnectionTarget, settings: ServiceSettings, schema
         connect_args=connect_args,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_connect_timeout,
+        # Waiting for a busy pool is bounded like a query, not like a (cold) connect.
+        pool_timeout=settings.db_command_timeout,
         pool_recycle=POOL_RECYCLE_SECONDS,
         pool_pre_ping=True,
         # Parameters (password hashes, emails) stay out of error messages and so out of logs.

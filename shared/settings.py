@@ -105,8 +105,11 @@ class ServiceSettings(CommonSettings):
 
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_max_overflow: int = Field(default=5, ge=0, le=100)
+    # Opening a connection may wait out a suspended Neon compute's wake-up (a few seconds);
+    # a query, or a wait for a pooled connection, is bounded tighter, so a database that
+    # stalls is a 503 in seconds.
     db_connect_timeout: float = Field(default=10.0, gt=0, le=120)
-    db_command_timeout: float = Field(default=15.0, gt=0, le=600)
+    db_command_timeout: float = Field(default=5.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _require_production_values(self) -> Self:
