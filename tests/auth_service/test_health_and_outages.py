@@ -134,6 +134,7 @@ async def test_start_up_waits_for_a_database_that_is_briefly_down(
         await drop_schema(postgres_url, settings.auth_db_schema)
 
 
+@pytest.mark.postgres
 async def test_database_url_password_never_reaches_the_logs(
     postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
