@@ -27,7 +27,7 @@ class User(AuthModel, table=True):
     __tablename__ = "users"
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
-    # Stored normalized (trimmed, lower case), so uniqueness is case-insensitive.
+    # Stored normalized (trimmed, lower case, NFC), so uniqueness ignores case and form.
     email: str = Field(max_length=320, unique=True)
     name: str | None = Field(default=None, max_length=100)
     hashed_password: str = Field(max_length=255)

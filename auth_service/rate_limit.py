@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import redis.asyncio
 from fastapi import Depends, HTTPException, Request, status
@@ -23,6 +24,11 @@ from auth_service.settings import AuthSettings
 
 logger = logging.getLogger(__name__)
 
+# How long a failed storage is bypassed before it is tried again.
+STORAGE_RETRY_SECONDS = 5.0
+
+T = TypeVar("T")
+
 
 class RateLimitedError(Exception):
     def __init__(self, retry_after: int) -> None:
@@ -33,8 +39,8 @@ class RateLimitedError(Exception):
 class AuthRateLimiter:
     """The auth service's two limits over one storage.
 
-    When the storage fails (Redis unreachable) requests are let through and the failure
-    logged: an outage of the counter store must not lock every user out.
+    When the storage fails (Redis unreachable or hung) requests are let through and the
+    failure logged: an outage of the counter store must not lock every user out.
     """
 
     def __init__(self, settings: AuthSettings) -> None:
@@ -54,6 +60,8 @@ class AuthRateLimiter:
         self.strategy = MovingWindowRateLimiter(self.storage)
         self.per_ip = parse(settings.auth_rate_limit)
         self.failures = parse(settings.login_failure_limit)
+        # Until when (time.monotonic()) the storage is skipped after a failure.
+        self._storage_down_until = 0.0
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -63,42 +71,54 @@ class AuthRateLimiter:
         """Count one request of a client; RateLimitedError when it is over its limit."""
         await self._hit(self.per_ip, "auth", client)
 
-    async def check_failures(self, email: str, client: str) -> None:
-        """RateLimitedError when this account has failed too often from this client."""
-        try:
-            allowed = await self.strategy.test(self.failures, "login-failure", email, client)
-        except StorageError as exc:
-            logger.error("Rate limit storage unavailable: %s", exc)
-            return
-        if not allowed:
-            raise RateLimitedError(
-                await self._retry_after(self.failures, "login-failure", email, client)
-            )
+    async def hit_login(self, email: str, client: str) -> None:
+        """Count one login attempt on an account from a client, before its password is
+        checked; RateLimitedError when that client has failed too often on that account.
 
-    async def record_failure(self, email: str, client: str) -> None:
-        await self._hit(self.failures, "login-failure", email, client, raise_over=False)
+        Counting first is what makes the limit hold under concurrency: a check followed by
+        a count after the (slow) password check would let every concurrent guess through.
+        A successful login clears the count, so only failures accumulate.
+        """
+        await self._hit(self.failures, "login-failure", email, client)
 
     async def clear_failures(self, email: str, client: str) -> None:
-        try:
-            await self.strategy.clear(self.failures, "login-failure", email, client)
-        except StorageError as exc:
-            logger.error("Rate limit storage unavailable: %s", exc)
+        await self._use_storage(
+            lambda: self.strategy.clear(self.failures, "login-failure", email, client), None
+        )
 
-    async def _hit(self, item: RateLimitItem, *identifiers: str, raise_over: bool = True) -> None:
-        try:
-            allowed = await self.strategy.hit(item, *identifiers)
-        except StorageError as exc:
-            logger.error("Rate limit storage unavailable: %s", exc)
-            return
-        if not allowed and raise_over:
+    async def _hit(self, item: RateLimitItem, *identifiers: str) -> None:
+        allowed = await self._use_storage(lambda: self.strategy.hit(item, *identifiers), True)
+        if not allowed:
             raise RateLimitedError(await self._retry_after(item, *identifiers))
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
-        try:
-            stats = await self.strategy.get_window_stats(item, *identifiers)
-        except StorageError:
+        stats = await self._use_storage(
+            lambda: self.strategy.get_window_stats(item, *identifiers), None
+        )
+        if stats is None:
             return item.get_expiry()
         return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def _use_storage(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """The result of one storage call, or `fallback` while the storage is failing.
+
+        After a failure the storage is left alone for STORAGE_RETRY_SECONDS, and the failure
+        logged once for that period: a hung Redis would otherwise cost each of a login's
+        calls its full socket timeout.
+        """
+        if time.monotonic() < self._storage_down_until:
+            return fallback
+        try:
+            return await call()
+        except StorageError as exc:
+            if time.monotonic() >= self._storage_down_until:
+                logger.error(
+                    "Rate limit storage unavailable, not limiting for %g s: %s",
+                    STORAGE_RETRY_SECONDS,
+                    exc,
+                )
+            self._storage_down_until = time.monotonic() + STORAGE_RETRY_SECONDS
+            return fallback
 
 
 def too_many_requests(retry_after: int) -> HTTPException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -104,14 +105,33 @@ async def _read_credentials(request: Request) -> LoginRequest:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     data: Any
     if content_type in _FORM_TYPES:
-        form = await request.form()
-        data = {"email": form.get("username"), "password": form.get("password")}
+        async with request.form() as form:
+            data = {"email": form.get("username"), "password": form.get("password")}
+        # A file part would be echoed in the 422 with the internals of its upload object.
+        uploads = [name for name, value in data.items() if not isinstance(value, str | None)]
+        if uploads:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "string_type",
+                        "loc": ("body", name),
+                        "msg": "Input should be a valid string",
+                    }
+                    for name in uploads
+                ]
+            )
     elif content_type == "application/json" or content_type.endswith("+json"):
         try:
             data = await request.json()
-        except ValueError:
+        except json.JSONDecodeError:
             raise RequestValidationError(
                 [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
+            ) from None
+        except (ValueError, RecursionError):
+            # Not UTF-8, or nested too deeply to parse: what FastAPI answers on other routes.
+            raise HTTPException(
+                status_code=status.HTTP_400_BAD_REQUEST,
+                detail="There was an error parsing the body",
             ) from None
     else:
         raise RequestValidationError(
@@ -135,7 +155,7 @@ async def _read_credentials(request: Request) -> LoginRequest:
 @router.post(
     "/auth/login",
     response_model=TokenResponse,
-    responses=error_responses(401, 422, 429, 503),
+    responses=error_responses(400, 401, 422, 429, 503),
     openapi_extra={"requestBody": LOGIN_REQUEST_BODY},
     dependencies=[Depends(limit_per_client)],
     tags=["auth"],
@@ -151,7 +171,7 @@ async def login(
     credentials = await _read_credentials(request)
     client = client_address(request)
     try:
-        await limiter.check_failures(credentials.email, client)
+        await limiter.hit_login(credentials.email, client)
     except RateLimitedError as exc:
         raise too_many_requests(exc.retry_after) from None
     user = await crud.get_user_by_email(session, email=credentials.email)
@@ -159,7 +179,6 @@ async def login(
         credentials.password, user.hashed_password if user else None
     )
     if user is None or not matches:
-        await limiter.record_failure(credentials.email, client)
         raise unauthorized("Incorrect email or password")
     await limiter.clear_failures(credentials.email, client)
     if new_hash is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -9,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field
 
 from shared.db import StorableText
 from shared.tokens import MAX_TOKEN_BYTES
+from shared.validators import blank_to_none
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -19,13 +21,13 @@ def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-def _blank_to_none(value: str | None) -> str | None:
-    return value or None
-
-
 def normalize_email(value: str) -> str:
-    """Emails are unique regardless of case and surrounding spaces."""
-    return value.strip().lower()
+    """The form an email is stored and looked up in, at registration and login alike.
+
+    Emails are unique regardless of case, surrounding spaces and Unicode normal form (an
+    accented letter may arrive composed or decomposed).
+    """
+    return unicodedata.normalize("NFC", value.strip().lower())
 
 
 Email = Annotated[
@@ -44,7 +46,7 @@ NewPassword = Annotated[
 ]
 DisplayName = Annotated[
     Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), StorableText] | None,
-    AfterValidator(_blank_to_none),
+    AfterValidator(blank_to_none),
 ]
 Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_BYTES)]
 

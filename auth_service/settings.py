@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from limits import parse
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from shared.settings import SchemaName, ServiceSettings
+from shared.validators import blank_to_none
 
 
 def _rate_limit(value: str) -> str:
@@ -19,10 +20,6 @@ def _rate_limit(value: str) -> str:
     if item.amount < 1:
         raise ValueError("must allow at least one request")
     return value
-
-
-def _blank_to_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
 
 
 def _storage_url(value: str | None) -> str | None:
@@ -44,5 +41,5 @@ class AuthSettings(ServiceSettings):
     login_failure_limit: RateLimit = "5/15 minutes"
     # Unset: counters live in this process. Redis shares them between instances.
     rate_limit_storage_url: Annotated[
-        str | None, BeforeValidator(_blank_to_none), AfterValidator(_storage_url)
+        str | None, BeforeValidator(blank_to_none), AfterValidator(_storage_url)
     ] = None

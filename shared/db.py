@@ -75,26 +75,36 @@ class ConnectionTarget:
 def translate_database_url(raw: str) -> ConnectionTarget:
     """Accept a URL as Neon's console prints it (libpq style) and make it asyncpg's.
 
-    `sslmode` becomes asyncpg's `ssl`; libpq-only parameters asyncpg would reject
-    (`channel_binding`, `options`, ...) are dropped. Raises ValueError on anything else.
+    `sslmode` (or `ssl`) becomes asyncpg's `ssl`; libpq-only parameters asyncpg would reject
+    (`channel_binding`, `options`, ...) are dropped. Raises ValueError on anything else, with
+    a message that starts with "DATABASE_URL " and never quotes the URL (it holds a password).
     """
     try:
+        # make_url raises ValueError itself on a port that is not a number.
         url = make_url(raw.strip())
-    except ArgumentError:
-        raise ValueError("DATABASE_URL is not a valid database URL") from None
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "DATABASE_URL must look like postgresql://user:password@host:5432/dbname"
+        ) from None
 
     if url.drivername in _SQLITE_DRIVERS:
         return ConnectionTarget(url.set(drivername="sqlite+aiosqlite"), {}, "sqlite")
     if url.drivername not in _POSTGRES_DRIVERS:
-        raise ValueError(f"DATABASE_URL scheme {url.drivername!r} is not PostgreSQL or SQLite")
+        raise ValueError("DATABASE_URL must be a postgresql:// (or sqlite://) URL")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError("DATABASE_URL port must be between 1 and 65535")
 
     query = dict(url.query)
     connect_args: dict[str, Any] = {}
-    sslmode = query.pop("sslmode", None)
-    if sslmode is not None:
-        if not isinstance(sslmode, str) or sslmode not in _SSL_MODES:
-            raise ValueError(f"DATABASE_URL sslmode must be one of {sorted(_SSL_MODES)}")
-        connect_args["ssl"] = sslmode
+    # asyncpg's own spelling is `ssl`; dropping it as unknown would silently connect in clear.
+    ssl_modes = {name: query.pop(name) for name in ("sslmode", "ssl") if name in query}
+    for name, mode in ssl_modes.items():
+        if not isinstance(mode, str) or mode not in _SSL_MODES:
+            raise ValueError(f"DATABASE_URL {name} must be one of {sorted(_SSL_MODES)}")
+    if len(set(ssl_modes.values())) > 1:
+        raise ValueError("DATABASE_URL sslmode and ssl must agree")
+    if ssl_modes:
+        connect_args["ssl"] = next(iter(ssl_modes.values()))
     application_name = query.pop("application_name", None)
     if isinstance(application_name, str):
         connect_args["server_settings"] = {"application_name": application_name}
@@ -159,7 +169,8 @@ def _create_postgres(target: ConnectionTarget, settings: ServiceSettings, schema
         connect_args=connect_args,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_connect_timeout,
+        # Waiting for a busy pool is bounded like a query, not like a (cold) connect.
+        pool_timeout=settings.db_command_timeout,
         pool_recycle=POOL_RECYCLE_SECONDS,
         pool_pre_ping=True,
         # Parameters (password hashes, emails) stay out of error messages and so out of logs.

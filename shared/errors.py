@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import traceback
 from typing import Any
@@ -63,11 +64,28 @@ def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def _finite(value: Any) -> Any:
+    """`value` with non-finite floats spelled as the text a client sent (`NaN`, `Infinity`).
+
+    Python's JSON parser accepts them in a body, but they have no JSON form to echo them in.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
 class _UnicodeSafeJSONResponse(JSONResponse):
-    """JSON that cannot fail to encode: lone surrogates in echoed input become `?`."""
+    """JSON that cannot fail to encode: lone surrogates in echoed input become `?`, and
+    non-finite numbers become strings."""
 
     def render(self, content: Any) -> bytes:
-        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(
+            _finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
         return text.encode("utf-8", "replace")
 
 
@@ -77,7 +95,12 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     FastAPI's own handler fails with a 500 when a 422 repeats a lone surrogate it was sent.
     """
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
-    return _UnicodeSafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    try:
+        return _UnicodeSafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    except RecursionError:
+        # Input nested deeper than the encoders can walk: name the errors without echoing it.
+        bare = [{key: value for key, value in error.items() if key != "input"} for error in errors]
+        return _UnicodeSafeJSONResponse({"detail": jsonable_encoder(bare)}, status_code=422)
 
 
 def database_unavailable_response() -> JSONResponse:
@@ -121,7 +144,8 @@ _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "p
 
 
 def _allowed_methods(app: FastAPI, path: str) -> set[str]:
-    """Every method some route serves at `path`.
+    """Every method some route serves at `path`. FastAPI's GET routes do not answer HEAD,
+    so HEAD is named only where a route declares it.
 
     Starlette's own 405 names only the methods of the first route matching the path, while
     one path often has several routes (GET and POST of a collection).
@@ -137,8 +161,6 @@ def _allowed_methods(app: FastAPI, path: str) -> set[str]:
     for pattern, served in index:
         if pattern.match(path):
             methods |= served
-    if "GET" in methods:
-        methods.add("HEAD")
     return methods
 
 

@@ -48,3 +48,6 @@ def configure_logging(level: str, service: str) -> None:
     # The HTTP client would log each upstream call at INFO, query strings included.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpcore2").setLevel(logging.WARNING)
+    # At DEBUG the SQLite driver logs every call with its arguments (emails, password and
+    # token hashes), bypassing the engine's hide_parameters.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)

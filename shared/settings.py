@@ -10,8 +10,18 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.db import translate_database_url
+from shared.validators import blank_to_none
 
 AppEnv = Literal["development", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -39,6 +49,24 @@ CommaSeparatedList = Annotated[list[str], NoDecode, BeforeValidator(_split_comma
 
 # A PostgreSQL schema name we can put in SQL without quoting surprises.
 SchemaName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
+def _usable_database_url(value: SecretStr | None) -> SecretStr | None:
+    """Refuse at start-up a URL the engine could not use, instead of crashing on it later."""
+    if value is not None:
+        try:
+            translate_database_url(value.get_secret_value())
+        except ValueError as exc:
+            # The error is reported under the variable's name already; the message never
+            # quotes the URL, which holds a password.
+            raise ValueError(str(exc).removeprefix("DATABASE_URL ")) from None
+    return value
+
+
+# `DATABASE_URL=` (blank) means unset: SQLite in development, refused in production.
+DatabaseUrl = Annotated[
+    SecretStr | None, BeforeValidator(blank_to_none), AfterValidator(_usable_database_url)
+]
 
 
 def _upper(value: Any) -> Any:
@@ -70,22 +98,25 @@ class CommonSettings(BaseSettings):
 class ServiceSettings(CommonSettings):
     """What a service with a database and tokens reads (auth and task services)."""
 
-    database_url: SecretStr | None = None
+    database_url: DatabaseUrl = None
     data_dir: Path = Field(default_factory=default_data_dir)
     secret_key: SecretStr | None = None
     better_auth_secret: SecretStr | None = None
 
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_max_overflow: int = Field(default=5, ge=0, le=100)
+    # Opening a connection may wait out a suspended Neon compute's wake-up (a few seconds);
+    # a query, or a wait for a pooled connection, is bounded tighter, so a database that
+    # stalls is a 503 in seconds.
     db_connect_timeout: float = Field(default=10.0, gt=0, le=120)
-    db_command_timeout: float = Field(default=15.0, gt=0, le=600)
+    db_command_timeout: float = Field(default=5.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _require_production_values(self) -> Self:
         if not self.is_production:
             return self
         problems = []
-        if self.database_url is None or not self.database_url.get_secret_value().strip():
+        if self.database_url is None:
             problems.append("DATABASE_URL is not set (production needs PostgreSQL)")
         key = self.secret_key.get_secret_value() if self.secret_key else ""
         if len(key.encode()) < MIN_SECRET_BYTES:

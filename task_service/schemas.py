@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from shared.db import StorableText
+from shared.validators import blank_to_none
 from task_service.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH, Priority
 
 MAX_TAGS = 10
@@ -44,10 +45,6 @@ DEFAULT_ORDER: dict[SortField, SortOrder] = {
     "priority": "desc",
     "title": "asc",
 }
-
-
-def _blank_to_none(value: str | None) -> str | None:
-    return value or None
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -92,13 +89,13 @@ Title = Annotated[
 # Optional free text: trimmed, and blank means absent.
 Description = Annotated[
     Annotated[str, _trimmed(DESCRIPTION_MAX_LENGTH), StorableText] | None,
-    AfterValidator(_blank_to_none),
+    AfterValidator(blank_to_none),
 ]
 TagFilter = Annotated[
-    Annotated[str, _trimmed(TAG_MAX_LENGTH), StorableText] | None, AfterValidator(_blank_to_none)
+    Annotated[str, _trimmed(TAG_MAX_LENGTH), StorableText] | None, AfterValidator(blank_to_none)
 ]
 SearchText = Annotated[
-    Annotated[str, _trimmed(SEARCH_MAX_LENGTH), StorableText] | None, AfterValidator(_blank_to_none)
+    Annotated[str, _trimmed(SEARCH_MAX_LENGTH), StorableText] | None, AfterValidator(blank_to_none)
 ]
 DueDate = Annotated[
     datetime | None,

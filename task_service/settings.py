@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
 from shared.settings import SchemaName, ServiceSettings
+from shared.validators import blank_to_none
 
-
-def _blank_to_none(value: Any) -> Any:
-    # `BETTER_AUTH_JWKS_URL=` in a .env file means "not set", not an empty URL.
-    if isinstance(value, str) and not value.strip():
-        return None
-    return value
-
-
-OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
+OptionalText = Annotated[str | None, BeforeValidator(blank_to_none)]
 HttpUrlText = Annotated[
-    Annotated[str, Field(pattern=r"^https?://\S+$")] | None, BeforeValidator(_blank_to_none)
+    Annotated[str, Field(pattern=r"^https?://\S+$")] | None, BeforeValidator(blank_to_none)
 ]
 
 

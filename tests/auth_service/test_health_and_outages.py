@@ -78,6 +78,39 @@ async def test_database_outage_is_a_fast_503_and_the_service_recovers_by_itself(
 
 
 @pytest.mark.postgres
+async def test_a_stalled_database_is_a_503_within_seconds_and_the_service_recovers(
+    proxy: TcpProxy, postgres_url: str, tmp_path: Path
+) -> None:
+    # Default timeouts: they are what is under test.
+    backend = Backend("postgres", rewrite_url(postgres_url, port=proxy.port), tmp_path)
+    settings = auth_settings(backend)
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+            registered = await client.post(
+                "/auth/register", json={"email": "ops@example.com", "password": "correct horse"}
+            )
+            headers = bearer(registered.json()["access_token"])
+
+            # Connections are accepted but never answered, pooled and new ones alike; more
+            # requests than the pool holds, so some wait for a connection.
+            proxy.stall()
+            started = time.monotonic()
+            during = await asyncio.gather(
+                *(client.get("/api/users/me", headers=headers) for _ in range(15))
+            )
+            elapsed = time.monotonic() - started
+            proxy.resume()
+            after = await client.get("/api/users/me", headers=headers)
+    await drop_schema(postgres_url, settings.auth_db_schema)
+
+    assert {response.status_code for response in during} == {503}
+    assert elapsed < 12
+    assert after.status_code == 200
+
+
+@pytest.mark.postgres
 async def test_start_up_waits_for_a_database_that_is_briefly_down(
     proxy: TcpProxy, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -101,6 +134,7 @@ async def test_start_up_waits_for_a_database_that_is_briefly_down(
         await drop_schema(postgres_url, settings.auth_db_schema)
 
 
+@pytest.mark.postgres
 async def test_database_url_password_never_reaches_the_logs(
     postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import unicodedata
+from typing import Any, Literal
 
 import bcrypt
 import httpx2
@@ -61,6 +62,25 @@ async def test_email_is_matched_whatever_its_case_and_spacing(
     )
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+async def test_email_is_matched_whatever_its_unicode_normal_form(
+    client: httpx2.AsyncClient, form: Literal["NFC", "NFD"]
+) -> None:
+    email = "José.Núñez@example.com"
+    registered = await client.post(
+        "/auth/register",
+        json={"email": unicodedata.normalize("NFD", email), "password": PASSWORD},
+    )
+
+    response = await client.post(
+        "/auth/login", json={"email": unicodedata.normalize(form, email), "password": PASSWORD}
+    )
+
+    assert registered.status_code == 201
+    assert response.status_code == 200
+    assert response.json()["user"]["email"] == unicodedata.normalize("NFC", email.lower())
 
 
 async def test_wrong_password_and_unknown_email_get_the_same_401(
@@ -191,3 +211,27 @@ async def test_malformed_login_is_422_in_fastapi_shape(
     assert errors
     assert all(error["loc"][0] == "body" for error in errors)
     assert location in {str(error["loc"][-1]) for error in errors}
+
+
+@pytest.mark.parametrize("field", ["username", "password"])
+async def test_a_file_in_a_login_form_is_422_without_echoing_the_upload(
+    client: httpx2.AsyncClient, field: str
+) -> None:
+    form = {"username": EMAIL, "password": PASSWORD}
+    del form[field]
+
+    response = await client.post(
+        "/auth/login", data=form, files={field: ("f.txt", b"file content", "text/plain")}
+    )
+
+    assert response.status_code == 422
+    location = "email" if field == "username" else "password"
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "string_type",
+                "loc": ["body", location],
+                "msg": "Input should be a valid string",
+            }
+        ]
+    }

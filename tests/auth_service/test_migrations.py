@@ -7,11 +7,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection
+from sqlmodel import select
 
 from auth_service.app import MIGRATIONS_DIR
-from auth_service.models import metadata
+from auth_service.models import User, metadata
 from shared.db import Database, create_database
-from shared.migrations import _lock_key, upgrade_database
+from shared.migrations import VERSION_TABLE, _lock_key, upgrade_database
 from tests.auth_service.conftest import auth_settings
 from tests.support.databases import Backend, drop_schema, schema_differences
 
@@ -36,9 +39,28 @@ async def test_upgrading_twice_is_a_no_op(backend: Backend) -> None:
     database = _database(backend)
     try:
         await upgrade_database(database, MIGRATIONS_DIR)
+        async with database.sessionmaker() as session:
+            session.add(User(email="kept@example.com", hashed_password="x"))
+            await session.commit()
+
         await upgrade_database(database, MIGRATIONS_DIR)
+
+        assert await _current_revisions(database) == ("0001",)
+        assert await schema_differences(database, metadata) == []
+        async with database.sessionmaker() as session:
+            users = (await session.exec(select(User))).all()
+        assert [user.email for user in users] == ["kept@example.com"]
     finally:
         await _cleanup(database, backend)
+
+
+async def _current_revisions(database: Database) -> tuple[str, ...]:
+    def read(connection: Connection) -> tuple[str, ...]:
+        options = {"version_table": VERSION_TABLE, "version_table_schema": database.schema}
+        return MigrationContext.configure(connection, opts=options).get_current_heads()
+
+    async with database.engine.connect() as connection:
+        return await connection.run_sync(read)
 
 
 @pytest.mark.postgres

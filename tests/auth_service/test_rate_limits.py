@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -11,11 +14,14 @@ from typing import Any
 import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy.engine import make_url
 
+from auth_service import rate_limit
 from auth_service.app import create_app
 from tests.auth_service.conftest import auth_settings
 from tests.support.databases import Backend
 from tests.support.http_server import free_port
+from tests.support.tcp_proxy import TcpProxy
 
 Clients = Callable[..., AbstractAsyncContextManager[Callable[[str], httpx2.AsyncClient]]]
 
@@ -146,6 +152,34 @@ async def test_a_successful_login_clears_earlier_failures(limited_app: Clients) 
     assert after == [401, 401]
 
 
+@pytest.fixture(params=["memory", "redis"])
+def storage_url(request: pytest.FixtureRequest) -> str | None:
+    """Each test that uses this runs with counters in memory, then in Redis."""
+    return request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+
+async def test_concurrent_guesses_get_no_more_401s_than_the_failure_limit(
+    limited_app: Clients, storage_url: str | None
+) -> None:
+    email = _email()
+    async with (
+        limited_app(
+            login_failure_limit="5/15 minutes", rate_limit_storage_url=storage_url
+        ) as client_from,
+        client_from(f"203.0.113.{uuid.uuid4().int % 200 + 20}") as client,
+    ):
+        await client.post("/auth/register", json={"email": email, "password": "correct horse"})
+        # Password checks take long enough that every guess is in flight at once.
+        responses = await asyncio.gather(
+            *(
+                client.post("/auth/login", json={"email": email, "password": f"guess {n}"})
+                for n in range(30)
+            )
+        )
+
+    assert Counter(r.status_code for r in responses) == {401: 5, 429: 25}
+
+
 async def test_counters_in_redis_are_shared_between_instances(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -185,6 +219,53 @@ async def test_an_unreachable_redis_lets_requests_through(
 
     assert [r.status_code for r in responses] == [401, 401, 401]
     assert "Rate limit storage unavailable" in caplog.text
+
+
+async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_login(
+    limited_app: Clients,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rate_limit, "STORAGE_RETRY_SECONDS", 1.0)
+    target = make_url(redis_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    through_proxy = target.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    try:
+        async with (
+            limited_app(
+                auth_rate_limit="3/minute", rate_limit_storage_url=through_proxy
+            ) as client_from,
+            client_from(f"198.51.100.{uuid.uuid4().int % 200 + 20}") as client,
+        ):
+
+            async def login() -> int:
+                response = await client.post(
+                    "/auth/login", json={"email": _email(), "password": "x"}
+                )
+                return response.status_code
+
+            before = await login()
+            proxy.stall()
+            started = time.monotonic()
+            during = [await login() for _ in range(5)]
+            elapsed = time.monotonic() - started
+            proxy.resume()
+            await asyncio.sleep(1.5)  # the storage is tried again once the pause is over
+            after = [await login() for _ in range(3)]
+    finally:
+        await proxy.cut()
+
+    assert before == 401
+    # Let through, not locked out. Without the pause every storage call of every login
+    # waited out the two-second socket timeout (20 s here); with it only the first does.
+    assert during == [401] * 5
+    assert elapsed < 10
+    failures = [r for r in caplog.records if "Rate limit storage unavailable" in r.getMessage()]
+    assert len(failures) == 1
+    # Counting resumed: the client is over its three requests a minute again.
+    assert 429 in after
 
 
 @pytest.mark.parametrize(

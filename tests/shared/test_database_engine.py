@@ -1,17 +1,19 @@
-"""What reaches the logs when a query fails, on a real database."""
+"""The engine each service gets: its options for Neon, and what reaches the logs when a
+query fails on a real database."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 
-from shared.db import create_database
+from shared.db import Database, create_database
 from shared.errors import database_error
 from shared.settings import ServiceSettings
 
@@ -40,3 +42,70 @@ async def test_a_failing_query_logs_its_statement_but_never_its_values(
     assert json.loads(bytes(response.body)) == {"detail": "Internal Server Error"}
     assert "SELECT CAST($1 AS integer)" in caplog.text
     assert "hash-of-a-password" not in caplog.text
+
+
+NEON_POOLER = (
+    "postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/dbname"
+    "?sslmode=require&channel_binding=require"
+)
+
+
+class _InterceptedError(Exception):
+    """Stops a connection attempt once the driver's arguments are known."""
+
+
+async def _driver_arguments(database: Database) -> dict[str, Any]:
+    """What the engine would hand asyncpg.connect(), without reaching the server."""
+    captured: dict[str, Any] = {}
+
+    def intercept(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        captured.update(params)
+        raise _InterceptedError
+
+    event.listen(database.engine.sync_engine, "do_connect", intercept)
+    with pytest.raises(_InterceptedError):
+        async with database.engine.connect():
+            pass
+    return captured
+
+
+def _postgres_database(url: str, tmp_path: Path) -> Database:
+    settings = ServiceSettings(_env_file=None, database_url=SecretStr(url), data_dir=tmp_path)
+    return create_database(settings, schema="auth", name="auth")
+
+
+async def test_neon_pooler_gets_no_statement_caches_and_timeouts_for_cold_starts(
+    tmp_path: Path,
+) -> None:
+    database = _postgres_database(NEON_POOLER, tmp_path)
+    try:
+        arguments = await _driver_arguments(database)
+        pool: Any = database.engine.pool
+    finally:
+        await database.dispose()
+
+    # PgBouncer in transaction mode cannot keep prepared statements across transactions.
+    assert arguments["statement_cache_size"] == 0
+    assert arguments["prepared_statement_cache_size"] == 0
+    name = arguments["prepared_statement_name_func"]
+    assert name() != name()
+    assert arguments["ssl"] == "require"
+    # A new connection may wait out a compute waking up; a query or a busy pool may not.
+    assert arguments["timeout"] == 10
+    assert arguments["command_timeout"] == 5
+    assert pool.timeout() == 5
+    # Connections are checked before use and renewed before Neon's ~5 minute idle suspend.
+    assert pool._pre_ping is True
+    assert 0 < pool._recycle < 300
+
+
+async def test_a_direct_postgres_host_keeps_asyncpg_statement_caching(tmp_path: Path) -> None:
+    database = _postgres_database(NEON_POOLER.replace("-pooler", ""), tmp_path)
+    try:
+        arguments = await _driver_arguments(database)
+    finally:
+        await database.dispose()
+
+    assert "statement_cache_size" not in arguments
+    assert "prepared_statement_cache_size" not in arguments
+    assert arguments["timeout"] == 10

@@ -53,6 +53,22 @@ def test_sslmode_maps_to_asyncpg_ssl(mode: str) -> None:
     assert target.connect_args["ssl"] == mode
 
 
+@pytest.mark.parametrize("mode", ["disable", "require", "verify-full"])
+def test_ssl_in_asyncpg_spelling_is_kept(mode: str) -> None:
+    target = translate_database_url(f"postgresql+asyncpg://u:p@h/app?ssl={mode}")
+
+    assert target.connect_args["ssl"] == mode
+    assert dict(target.url.query) == {}
+
+
+def test_sslmode_and_ssl_together_must_agree() -> None:
+    agreeing = translate_database_url("postgresql://u:p@h/app?sslmode=require&ssl=require")
+
+    assert agreeing.connect_args["ssl"] == "require"
+    with pytest.raises(ValueError, match="DATABASE_URL sslmode and ssl must agree"):
+        translate_database_url("postgresql://u:p@h/app?sslmode=require&ssl=disable")
+
+
 def test_application_name_is_kept_as_a_server_setting() -> None:
     target = translate_database_url("postgresql://u:p@h/app?application_name=todo&options=x")
 
@@ -80,7 +96,17 @@ def test_sqlite_url_is_allowed() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["mysql://u:p@h/app", "not a url", "postgresql://u:p@h/app?sslmode=sometimes"]
+    "raw",
+    [
+        "mysql://u:p@h/app",
+        "not a url",
+        "",
+        "postgresql://u:p@h/app?sslmode=sometimes",
+        "postgresql+asyncpg://u:p@h/app?ssl=true",
+        "postgresql://u:p@h:port/app",
+        "postgresql://u:p@h:0/app",
+        "postgresql://u:p@h:65536/app",
+    ],
 )
 def test_unusable_urls_are_refused_clearly(raw: str) -> None:
     with pytest.raises(ValueError, match="DATABASE_URL"):

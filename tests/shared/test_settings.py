@@ -129,3 +129,46 @@ def test_data_dir_falls_back_to_a_local_folder(
     monkeypatch.chdir(tmp_path)
 
     assert default_data_dir(tmp_path / "missing") == tmp_path / "data"
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("mysql://app:pw-Zk93@db.example/app", "postgresql://"),
+        ("postgresql://app:pw-Zk93@db.example/app?sslmode=bogus", "sslmode must be one of"),
+        ("notaurl-pw-Zk93", "must look like postgresql://"),
+        ("postgresql://app:pw-Zk93@db.example:port/app", "must look like postgresql://"),
+        ("postgresql://app:pw-Zk93@db.example:99999/app", "port must be between"),
+    ],
+)
+def test_unusable_database_url_exits_with_one_line_that_hides_the_password(
+    monkeypatch: pytest.MonkeyPatch, raw: str, problem: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", raw)
+
+    with pytest.raises(SystemExit) as exited:
+        load_settings(ServiceSettings)
+
+    message = str(exited.value.code)
+    assert "\n" not in message
+    assert message.startswith("Invalid configuration: DATABASE_URL: ")
+    assert problem in message
+    assert "pw-Zk93" not in message
+
+
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_blank_database_url_means_unset(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", raw)
+
+    assert load_settings(ServiceSettings).database_url is None
+
+
+def test_blank_database_url_in_production_is_reported_as_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "k" * 32)
+    monkeypatch.setenv("DATABASE_URL", "")
+
+    with pytest.raises(SystemExit, match="DATABASE_URL is not set"):
+        load_settings(ServiceSettings)

@@ -8,7 +8,9 @@ import contextlib
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target. `cut()` drops every connection and refuses
-    new ones, as a stopped server would; `restore()` listens again on the same port."""
+    new ones, as a stopped server would; `restore()` listens again on the same port.
+    `stall()` keeps every connection open and accepts new ones but passes nothing on, as a
+    hung server would; `resume()` delivers what was held back and carries on."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target_host = target_host
@@ -16,6 +18,8 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -29,9 +33,17 @@ class TcpProxy:
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
+        # Stalled pipes wake up to find their connections closed, and end.
+        self._flowing.set()
 
     async def restore(self) -> None:
         await self.start()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -46,6 +58,7 @@ class TcpProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await source.read(65536):
+                    await self._flowing.wait()
                     sink.write(data)
                     await sink.drain()
             sink.close()

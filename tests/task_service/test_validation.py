@@ -183,6 +183,44 @@ async def test_malformed_json_in_a_partial_update_is_422_not_a_toggle(
     assert (await client.get(tasks_url(task_id=task["id"]), headers=auth())).json() == task
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"title": NaN}',
+        b'{"title": "ok", "priority": Infinity}',
+        b'{"title": "ok", "tags": [-Infinity]}',
+        b"NaN",
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+async def test_non_finite_numbers_are_422_on_create_and_update(
+    client: httpx2.AsyncClient, method: str, body: bytes
+) -> None:
+    # Python's JSON parser accepts NaN and Infinity, which JSON cannot echo back.
+    task = await create_task(client, title="Before")
+    url = tasks_url() if method == "POST" else tasks_url(task_id=task["id"])
+    headers = {**auth(), "content-type": "application/json"}
+
+    response = await client.request(method, url, content=body, headers=headers)
+
+    assert _error_locations(response)[0][0] == "body"
+    echoed = json.dumps([error.get("input") for error in response.json()["detail"]])
+    assert any(word in echoed for word in ('"NaN"', '"Infinity"', '"-Infinity"'))
+    assert (await client.get(tasks_url(task_id=task["id"]), headers=auth())).json() == task
+
+
+@pytest.mark.parametrize("depth", [700, 100_000])
+async def test_deeply_nested_json_is_a_4xx(client: httpx2.AsyncClient, depth: int) -> None:
+    # Shallow enough to parse but too deep to echo back, or too deep to parse at all.
+    body = b'{"title": ' + b"[" * depth + b"]" * depth + b"}"
+    headers = {**auth(), "content-type": "application/json"}
+
+    response = await client.post(tasks_url(), content=body, headers=headers)
+
+    assert response.status_code in (400, 422)
+    assert set(response.json()) == {"detail"}
+
+
 BAD_TASK_IDS = ["0", "-1", str(2**63), "99999999999999999999999", "abc", "1.5", "1e3", "%20"]
 ROUTES_WITH_TASK_ID = [
     ("GET", ""),
