@@ -149,7 +149,10 @@ def ensure_tools() -> None:
         sys.exit(f"Install {' and '.join(missing)} first (Debian: apt-get install wrk nginx-light)")
     print(f"Installing {', '.join(missing)} with apt-get...", flush=True)
     packages = ["wrk" if tool == "wrk" else "nginx-light" for tool in missing]
-    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True)
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # A fresh machine has no package lists yet: install would not find the packages.
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=apt_env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=apt_env)
     # Debian starts the packaged nginx on port 80; the benchmark runs its own.
     subprocess.run(["service", "nginx", "stop"], check=False, capture_output=True)
 
@@ -160,7 +163,6 @@ class Stack:
 
     process: subprocess.Popen[bytes]
     env: dict[str, str]
-    started_at: float
     healthy_after: float = 0.0
 
     @property
@@ -231,7 +233,7 @@ def start_stack(**overrides: str) -> Stack:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    stack = Stack(process, env, started)
+    stack = Stack(process, env)
     deadline = started + 60
     while time.monotonic() < deadline:
         try:
@@ -282,21 +284,35 @@ http {{
 }}
 """
     )
-    process = subprocess.Popen(
-        ["nginx", "-p", str(prefix), "-c", str(config)], stderr=subprocess.DEVNULL
-    )
+    stderr = prefix / "stderr.log"
+    with stderr.open("wb") as stderr_file:
+        process = subprocess.Popen(
+            ["nginx", "-p", str(prefix), "-c", str(config)], stderr=stderr_file
+        )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx2.get(f"{url}/health", timeout=1)
-            break
-        except httpx2.HTTPError:
-            time.sleep(0.05)
+    if not _answers(url, process):
+        process.terminate()
+        process.wait(timeout=10)
+        error_log = prefix / "error.log"
+        details = stderr.read_text() + (error_log.read_text() if error_log.exists() else "")
+        sys.exit(f"nginx did not answer on {url}:\n{details.strip() or '(no output)'}")
     try:
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _answers(url: str, process: subprocess.Popen[bytes]) -> bool:
+    """True once the server answers any HTTP request; False if it exits or never does."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            httpx2.get(f"{url}/health", timeout=1)
+            return True
+        except httpx2.HTTPError:
+            time.sleep(0.05)
+    return False
 
 
 @dataclass
@@ -312,9 +328,12 @@ class User:
 
 def register(base_url: str, label: str) -> User:
     email = f"{label}-{uuid.uuid4().hex[:8]}@bench.example.com"
-    body = httpx2.post(
+    response = httpx2.post(
         f"{base_url}/auth/register", json={"email": email, "password": PASSWORD}, timeout=10
-    ).json()
+    )
+    if response.status_code != 201:
+        sys.exit(f"registering {email} failed: {response.status_code} {response.text}")
+    body = response.json()
     return User(body["user"]["id"], body["access_token"], email)
 
 
