@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -125,13 +125,23 @@ def run_wrk(
     return parse_wrk(done.stdout)
 
 
-def best(results: list[WrkResult]) -> WrkResult:
-    """Of repeated runs, the one with the highest throughput (least disturbed).
+def best_together(runs: Sequence[Mapping[str, WrkResult]], by: str) -> dict[str, WrkResult]:
+    """Of repeated runs, the one where `by` had the highest throughput (least disturbed).
 
-    Its errors are those of every run, so that keeping the best run hides none.
+    A run may hold several results measured at the same time (logins and the reads going
+    on meanwhile): they are kept together. Each carries the errors of every run, so that
+    keeping the best run hides none.
     """
-    chosen = max(results, key=lambda result: result.requests_per_second)
-    return replace(chosen, errors=sum(result.errors for result in results))
+    chosen = max(runs, key=lambda run: run[by].requests_per_second)
+    return {
+        name: replace(result, errors=sum(run[name].errors for run in runs))
+        for name, result in chosen.items()
+    }
+
+
+def best(runs: Sequence[WrkResult]) -> WrkResult:
+    """Of repeated runs of one point, the least disturbed, with the errors of every run."""
+    return best_together([{"run": run} for run in runs], by="run")["run"]
 
 
 def free_port() -> int:
@@ -478,14 +488,7 @@ def gateway_cost(stack: Stack, user: User, args: argparse.Namespace, results: Re
                         )
                     )
             for name in targets:
-                chosen = best(runs[name])
-                results.gateway_cost[f"{load}/{name}"] = summary(chosen)
-                print(
-                    f"  {load:<10} {name:<8} {chosen.requests_per_second:>9.0f} req/s"
-                    f"   p50 {chosen.p50_ms:6.2f} ms   p99 {chosen.p99_ms:6.2f} ms"
-                    f"   errors {chosen.errors}",
-                    flush=True,
-                )
+                report(f"{load}/{name}", best(runs[name]), results.gateway_cost)
     cost = results.gateway_cost
     results.headline["gateway_vs_nginx_ratio"] = round(
         cost["saturation/gateway"]["requests_per_second"]
@@ -589,10 +592,9 @@ def logins_under_load(
             env={"TOKEN": reader.token, "THINK_MS": str(THINK_MS)},
         )
         thread.join()
-        runs.append((outcome["logins"], reads))
-    login_run, reads = max(runs, key=lambda pair: pair[0].requests_per_second)
-    login_run = replace(login_run, errors=sum(pair[0].errors for pair in runs))
-    reads = replace(reads, errors=sum(pair[1].errors for pair in runs))
+        runs.append({"logins": outcome["logins"], "reads": reads})
+    kept = best_together(runs, by="logins")
+    login_run, reads = kept["logins"], kept["reads"]
     results.logins = {
         "argon2": f"argon2id m={ARGON2_PARAMETERS['memory_cost']} KiB, "
         f"t={ARGON2_PARAMETERS['time_cost']}, p={ARGON2_PARAMETERS['parallelism']}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run import best, parse_wrk
+from bench.run import best, best_together, parse_wrk
 
 # Output of wrk 4.1.0 (Debian), as the harness runs it.
 REPORT = """\
@@ -57,3 +57,19 @@ def test_errors_of_every_run_are_kept() -> None:
     failing = parse_wrk(REPORT)
 
     assert best([clean, failing]).errors == clean.errors + failing.errors
+
+
+def test_results_measured_together_are_kept_together() -> None:
+    slow = parse_wrk(REPORT)
+    fast = parse_wrk(REPORT.replace("2462.40", "3000.00"))
+    quiet_reads = parse_wrk(REPORT.replace("2709 requests", "100 requests"))
+    busy_reads = parse_wrk(REPORT.replace("2709 requests", "50 requests"))
+
+    kept = best_together(
+        [{"logins": slow, "reads": quiet_reads}, {"logins": fast, "reads": busy_reads}],
+        by="logins",
+    )
+
+    assert kept["logins"].requests_per_second == 3000.00
+    assert kept["reads"].requests == 50
+    assert kept["reads"].errors == quiet_reads.errors + busy_reads.errors
