@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Benchmarks of the stack, side by side on this machine.
 
-    python bench/run.py [--duration 10] [--repeats 2]
+    python bench/run.py [--duration 10] [--repeats 2] [--output DIR]
 
 Starts what it needs on free loopback ports (the stack with `python app.py` on PostgreSQL,
 nginx in front of the same task service), drives it with wrk, prints a table and writes
-bench/results.md and bench/results.json. Needs wrk and nginx (installed with apt-get when
-missing and allowed) and a PostgreSQL server (BENCH_DATABASE_URL, default the local one).
+results.md and results.json: into bench/ for a full run, into bench/.work/quick/ for a
+shorter one (so a quick look never replaces the committed results), or into --output.
+Needs wrk and nginx (installed with apt-get when missing and allowed) and a PostgreSQL
+server (BENCH_DATABASE_URL, default the local one).
 """
 
 from __future__ import annotations
@@ -44,8 +46,12 @@ from auth_service.security import ARGON2_PARAMETERS  # noqa: E402
 
 BENCH = ROOT / "bench"
 WORK = BENCH / ".work"
+QUICK_OUTPUT = WORK / "quick"
 WRK_SCRIPTS = BENCH / "wrk"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# A full run: what the committed results are measured with.
+FULL_DURATION_S = 10
+FULL_REPEATS = 2
 PASSWORD = "benchmark password"
 # Moderate load: two connections, each pausing this long between requests.
 MODERATE_CONNECTIONS = 2
@@ -403,7 +409,7 @@ async def settle(database_url: str, schema: str) -> None:
 
 @dataclass
 class Results:
-    machine: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     gateway_cost: dict[str, dict[str, Any]] = field(default_factory=dict)
     scale: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -413,7 +419,25 @@ class Results:
     headline: dict[str, Any] = field(default_factory=dict)
 
 
-def machine_info(database_url: str) -> dict[str, str]:
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether the working tree differed from it."""
+
+    def git(*arguments: str) -> str:
+        done = subprocess.run(
+            ["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    try:
+        return {
+            "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain")),
+        }
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": "unknown (not a git checkout)", "git_dirty": None}
+
+
+def machine_info(database_url: str) -> dict[str, Any]:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -442,6 +466,7 @@ def machine_info(database_url: str) -> dict[str, str]:
         "nginx": version(["nginx", "-v"]),
         "wrk": version(["wrk", "-v"]),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        **code_version(),
     }
 
 
@@ -652,8 +677,9 @@ def sqlite_start_up(results: Results) -> None:
     )
 
 
-def write_reports(results: Results) -> None:
-    (BENCH / "results.json").write_text(json.dumps(asdict(results), indent=2) + "\n")
+def write_reports(results: Results, output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(asdict(results), indent=2) + "\n")
     lines = [
         "# Benchmark results",
         "",
@@ -664,7 +690,7 @@ def write_reports(results: Results) -> None:
         "",
         "## Machine",
         "",
-        *[f"- {key}: {value}" for key, value in results.machine.items()],
+        *[f"- {key}: {_plain(value)}" for key, value in results.machine.items()],
         "",
         "## Headline",
         "",
@@ -708,7 +734,14 @@ def write_reports(results: Results) -> None:
     history = BENCH / "history.md"
     if history.exists():
         lines += [history.read_text().rstrip(), ""]
-    (BENCH / "results.md").write_text("\n".join(lines))
+    (output / "results.md").write_text("\n".join(lines))
+
+
+def _plain(value: Any) -> str:
+    """A value as a reader would write it: yes/no rather than True/False."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "unknown" if value is None else str(value)
 
 
 def _row(label: str, row: dict[str, Any]) -> str:
@@ -720,12 +753,21 @@ def _row(label: str, row: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per point")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per point")
+    parser.add_argument("--duration", type=int, default=FULL_DURATION_S, help="seconds per point")
+    parser.add_argument("--repeats", type=int, default=FULL_REPEATS, help="runs per point")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="directory for results.md and results.json (default: bench/ for a full run,"
+        " bench/.work/quick/ for a shorter one)",
+    )
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
     args = parser.parse_args()
+    output: Path = args.output or (
+        BENCH if args.duration >= FULL_DURATION_S and args.repeats >= FULL_REPEATS else QUICK_OUTPUT
+    )
     ensure_tools()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -755,8 +797,8 @@ def main() -> None:
         stack.stop()
         asyncio.run(_drop_schemas(args.database_url, stack))
     sqlite_start_up(results)
-    write_reports(results)
-    print(f"\nWrote {BENCH / 'results.md'} and {BENCH / 'results.json'}")
+    write_reports(results, output)
+    print(f"\nWrote {output / 'results.md'} and {output / 'results.json'}")
     print(json.dumps(results.headline, indent=2))
 
 
