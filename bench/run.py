@@ -57,6 +57,16 @@ PASSWORD = "benchmark password"
 MODERATE_CONNECTIONS = 2
 THINK_MS = 5
 SATURATION_CONNECTIONS = 32
+# List latency by data size: the user's task counts, and the list queries measured at each.
+SCALE_SIZES = (100, 10_000, 100_000)
+SCALE_QUERIES = (
+    "limit=50",
+    "limit=50&status=pending",
+    # The per-user counts cannot answer a priority filter: its total is counted.
+    "limit=50&priority=high",
+    # No index serves this order: the database sorts the user's tasks.
+    "limit=50&sort=title&order=asc",
+)
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
@@ -413,6 +423,7 @@ class Results:
     settings: dict[str, Any] = field(default_factory=dict)
     gateway_cost: dict[str, dict[str, Any]] = field(default_factory=dict)
     scale: dict[str, dict[str, Any]] = field(default_factory=dict)
+    query_plans: dict[str, dict[str, Any]] = field(default_factory=dict)
     writes: dict[str, dict[str, Any]] = field(default_factory=dict)
     logins: dict[str, Any] = field(default_factory=dict)
     footprint: dict[str, Any] = field(default_factory=dict)
@@ -534,14 +545,14 @@ def scale_with_data(
     print("2. List latency by the user's task count (limit=50, through the gateway)", flush=True)
     schema = stack.env["TASK_DB_SCHEMA"]
     users: dict[int, User] = {}
-    for count in (100, 10_000, 100_000):
+    for count in SCALE_SIZES:
         users[count] = register(stack.gateway, f"scale{count}")
         asyncio.run(seed_tasks(database_url, schema, users[count].id, count))
     asyncio.run(settle(database_url, schema))
     points = {
         f"{count} tasks, ?{query}": (user, query)
         for count, user in users.items()
-        for query in ("limit=50", "limit=50&status=pending")
+        for query in SCALE_QUERIES
     }
     runs: dict[str, list[WrkResult]] = {label: [] for label in points}
     # Interleaved, so drift on a shared machine hits every size alike.
@@ -558,10 +569,83 @@ def scale_with_data(
             )
     for label in points:
         report(label, best(runs[label]), results.scale)
-    for query in ("limit=50", "limit=50&status=pending"):
-        small = results.scale[f"100 tasks, ?{query}"]["p50_ms"]
-        large = results.scale[f"100000 tasks, ?{query}"]["p50_ms"]
+    smallest, largest = SCALE_SIZES[0], SCALE_SIZES[-1]
+    for query in SCALE_QUERIES:
+        small = results.scale[f"{smallest} tasks, ?{query}"]["p50_ms"]
+        large = results.scale[f"{largest} tasks, ?{query}"]["p50_ms"]
         results.headline[f"list_100k_vs_100_p50_ratio ({query})"] = round(large / small, 3)
+    # After the runs, so the plans meet the same warm cache as the requests measured.
+    results.query_plans = asyncio.run(explain_lists(database_url, schema, users[largest].id))
+    for label, plan in results.query_plans.items():
+        print(
+            f"  EXPLAIN {label:<42} {plan['execution_ms']:7.3f} ms  {' > '.join(plan['nodes'])}",
+            flush=True,
+        )
+
+
+# What the task service sends for a list (task_service/crud.py, list_tasks), written out by
+# hand as SQLAlchemy renders it for asyncpg: the page, then the total for X-Total-Count,
+# which comes from the per-user counts unless a filter other than status asks for a count.
+_TASK_COLUMNS = (
+    "tasks.id, tasks.user_id, tasks.title, tasks.description, tasks.completed, "
+    "tasks.priority, tasks.due_date, tasks.tags, tasks.created_at, tasks.updated_at"
+)
+LIST_STATEMENTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "limit=50: page": (
+        f"SELECT {_TASK_COLUMNS} FROM {{schema}}.tasks WHERE tasks.user_id = $1::VARCHAR"
+        " ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT $2::INTEGER OFFSET $3::INTEGER",
+        (50, 0),
+    ),
+    "limit=50: total (per-user counts)": (
+        "SELECT task_counts.user_id, task_counts.total, task_counts.completed"
+        " FROM {schema}.task_counts WHERE task_counts.user_id = $1::VARCHAR",
+        (),
+    ),
+    "limit=50&priority=high: page": (
+        f"SELECT {_TASK_COLUMNS} FROM {{schema}}.tasks"
+        " WHERE tasks.user_id = $1::VARCHAR AND tasks.priority = $2::VARCHAR"
+        " ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT $3::INTEGER OFFSET $4::INTEGER",
+        ("high", 50, 0),
+    ),
+    "limit=50&priority=high: total (counted)": (
+        "SELECT count(*) AS count_1 FROM {schema}.tasks"
+        " WHERE tasks.user_id = $1::VARCHAR AND tasks.priority = $2::VARCHAR",
+        ("high",),
+    ),
+    "limit=50&sort=title&order=asc: page": (
+        f"SELECT {_TASK_COLUMNS} FROM {{schema}}.tasks WHERE tasks.user_id = $1::VARCHAR"
+        " ORDER BY lower(tasks.title) ASC, tasks.id ASC LIMIT $2::INTEGER OFFSET $3::INTEGER",
+        (50, 0),
+    ),
+}
+
+
+async def explain_lists(database_url: str, schema: str, user_id: str) -> dict[str, dict[str, Any]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the list statements for one user."""
+    plans: dict[str, dict[str, Any]] = {}
+    connection = await asyncpg.connect(database_url)
+    try:
+        for label, (statement, parameters) in LIST_STATEMENTS.items():
+            sql = statement.format(schema=f'"{schema}"')
+            rows = await connection.fetch(
+                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) {sql}", user_id, *parameters
+            )
+            plan = "\n".join(row[0] for row in rows)
+            plans[label] = {"sql": sql, "plan": plan, **plan_summary(plan)}
+    finally:
+        await connection.close()
+    return plans
+
+
+def plan_summary(plan: str) -> dict[str, Any]:
+    """The node types of a text plan, outermost first, and its execution time in ms."""
+    nodes = [
+        line.strip().removeprefix("->").strip().split("  (")[0]
+        for line in plan.splitlines()
+        if "(cost=" in line
+    ]
+    match = re.search(r"^Execution Time: ([\d.]+) ms", plan, re.MULTILINE)
+    return {"nodes": nodes, "execution_ms": float(match.group(1)) if match else None}
 
 
 def writes(stack: Stack, args: argparse.Namespace, results: Results) -> None:
@@ -711,6 +795,7 @@ def write_reports(results: Results, output: Path) -> None:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         *[_row(label, row) for label, row in results.scale.items()],
         "",
+        *_plans_section(results.query_plans),
         "## 3. Writes (`POST /api/{user_id}/tasks` through the gateway, PostgreSQL)",
         "",
         "| writers | req/s | p50 ms | p90 ms | p99 ms | errors |",
@@ -735,6 +820,40 @@ def write_reports(results: Results, output: Path) -> None:
     if history.exists():
         lines += [history.read_text().rstrip(), ""]
     (output / "results.md").write_text("\n".join(lines))
+
+
+def _plans_section(plans: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        f"Query plans at {SCALE_SIZES[-1]:,} tasks: `EXPLAIN (ANALYZE, BUFFERS)` of the statements",
+        "the task service sends for these lists (`task_service/crud.py`), written out by hand",
+        "as SQLAlchemy renders them and run with asyncpg after the measurements above. These",
+        "are plans for the values given; a statement the service has prepared many times may",
+        "use PostgreSQL's generic plan instead.",
+        "",
+        "| statement | plan nodes, outermost first | execution ms |",
+        "| --- | --- | ---: |",
+        *[
+            f"| {label} | {' > '.join(plan['nodes'])} | {plan['execution_ms']:.3f} |"
+            for label, plan in plans.items()
+        ],
+        "",
+        "<details><summary>Full plans</summary>",
+        "",
+    ]
+    for label, plan in plans.items():
+        lines += [
+            f"{label}:",
+            "",
+            "```sql",
+            plan["sql"],
+            "```",
+            "",
+            "```text",
+            plan["plan"],
+            "```",
+            "",
+        ]
+    return [*lines, "</details>", ""]
 
 
 def _plain(value: Any) -> str:

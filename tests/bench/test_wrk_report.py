@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run import best, best_together, parse_wrk
+from bench.run import best, best_together, parse_wrk, plan_summary
 
 # Output of wrk 4.1.0 (Debian), as the harness runs it.
 REPORT = """\
@@ -73,3 +73,27 @@ def test_results_measured_together_are_kept_together() -> None:
     assert kept["logins"].requests_per_second == 3000.00
     assert kept["reads"].requests == 50
     assert kept["reads"].errors == quiet_reads.errors + busy_reads.errors
+
+
+# EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) output of PostgreSQL 15.
+PLAN = """\
+Limit  (cost=0.42..5.61 rows=50 width=120) (actual time=0.021..0.060 rows=50 loops=1)
+  Buffers: shared hit=53
+  ->  Index Scan Backward using ix_tasks_user_id_created_at_id on tasks  \
+(cost=0.42..10367.42 rows=100000 width=120) (actual time=0.020..0.054 rows=50 loops=1)
+        Index Cond: ((user_id)::text = 'abc'::text)
+        Buffers: shared hit=53
+Planning:
+  Buffers: shared hit=4
+Planning Time: 0.110 ms
+Execution Time: 0.079 ms"""
+
+
+def test_a_plan_is_summed_up_by_its_nodes_and_time() -> None:
+    summary = plan_summary(PLAN)
+
+    assert summary["nodes"] == [
+        "Limit",
+        "Index Scan Backward using ix_tasks_user_id_created_at_id on tasks",
+    ]
+    assert summary["execution_ms"] == 0.079
