@@ -57,6 +57,7 @@ PASSWORD = "benchmark password"
 MODERATE_CONNECTIONS = 2
 THINK_MS = 5
 SATURATION_CONNECTIONS = 32
+WRITE_CONNECTIONS = 10
 # List latency by data size: the user's task counts, and the list queries measured at each.
 SCALE_SIZES = (100, 10_000, 100_000)
 SCALE_QUERIES = (
@@ -652,9 +653,10 @@ def writes(stack: Stack, args: argparse.Namespace, results: Results) -> None:
     print("3. Writes: POST a task through the gateway", flush=True)
     one = register(stack.gateway, "writer")
     many = [register(stack.gateway, f"writer{n}") for n in range(10)]
-    for label, users, connections in (
-        ("1 user, 8 connections", [one], 8),
-        ("10 users at once, 10 connections", many, 10),
+    # The same connections for both, so the rows differ only in how many users write.
+    for label, users in (
+        (f"1 user, {WRITE_CONNECTIONS} connections", [one]),
+        (f"10 users at once, {WRITE_CONNECTIONS} connections", many),
     ):
         spec = ";".join(f"{user.token}|{user.tasks_path}" for user in users)
         measure(
@@ -664,7 +666,7 @@ def writes(stack: Stack, args: argparse.Namespace, results: Results) -> None:
                 run_wrk,
                 stack.gateway + "/",
                 "post.lua",
-                connections=connections,
+                connections=WRITE_CONNECTIONS,
                 duration=args.duration,
                 env={"USERS": spec},
             ),
