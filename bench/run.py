@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -57,6 +58,9 @@ PASSWORD = "benchmark password"
 MODERATE_CONNECTIONS = 2
 THINK_MS = 5
 SATURATION_CONNECTIONS = 32
+# The programs supervisord runs (supervisord.conf), by the names the reports use.
+PROGRAMS = {"listener": "exit_on_fatal", "gateway": "gateway", "auth": "auth", "tasks": "tasks"}
+START_UP_RUNS = 3
 WRITE_CONNECTIONS = 10
 # List latency by data size: the user's task counts, and the list queries measured at each.
 SCALE_SIZES = (100, 10_000, 100_000)
@@ -200,26 +204,22 @@ class Stack:
     def task_service(self) -> str:
         return f"http://127.0.0.1:{self.env['TASK_SERVICE_PORT']}"
 
-    def pids(self) -> list[int]:
-        """supervisord and every program it runs."""
+    def processes(self) -> dict[str, int]:
+        """The pid of supervisord and of every program it runs, by a short name."""
         command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", "supervisord.conf"]
         out = subprocess.run(
-            [*command, "pid", "all"],
+            [*command, "pid", *PROGRAMS.values()],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
             text=True,
             check=False,
         ).stdout
-        return [self.process.pid] + [int(line) for line in out.split() if line.isdigit()]
-
-    def rss_mib(self) -> float:
-        total_kib = 0
-        for pid in self.pids():
-            status = Path(f"/proc/{pid}/status").read_text()
-            match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-            total_kib += int(match.group(1)) if match else 0
-        return total_kib / 1024
+        found = {"supervisord": self.process.pid}
+        for name, line in zip(PROGRAMS, out.splitlines(), strict=False):
+            if line.strip().isdigit() and int(line) > 0:
+                found[name] = int(line)
+        return found
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -227,6 +227,88 @@ class Stack:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def memory_kib(pid: int) -> tuple[int, int | None]:
+    """Resident memory of a process and, when the kernel shows it, its proportional share.
+
+    RSS counts every page the process maps, so pages shared between processes (the Python
+    interpreter, libraries) are counted once per process; PSS splits them between sharers.
+    """
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    rss = int(match.group(1)) if match else 0
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return rss, None
+    match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
+    return rss, int(match.group(1)) if match else None
+
+
+class MemoryPeaks:
+    """Peak RSS and PSS of each process, and of their sum, while a block of code runs.
+
+    The sum's peak is the highest sum seen at one instant, not the sum of the peaks.
+    """
+
+    def __init__(self, processes: Mapping[str, int], interval_s: float = 0.5) -> None:
+        self.processes = dict(processes)
+        self.interval_s = interval_s
+        self.rss_kib: dict[str, int] = {}
+        self.pss_kib: dict[str, int | None] = {}
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_until_done)
+
+    def __enter__(self) -> MemoryPeaks:
+        self.sample()
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._sampler.join()
+
+    def _sample_until_done(self) -> None:
+        while not self._done.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        rss_total, pss_total = 0, 0
+        pss_known = True
+        for name, pid in self.processes.items():
+            try:
+                rss, pss = memory_kib(pid)
+            except OSError:  # the process has gone: keep what was seen
+                continue
+            rss_total += rss
+            self.rss_kib[name] = max(self.rss_kib.get(name, 0), rss)
+            if pss is None:
+                pss_known = False
+                self.pss_kib[name] = None
+            else:
+                pss_total += pss
+                self.pss_kib[name] = max(self.pss_kib.get(name) or 0, pss)
+        self.rss_kib["total"] = max(self.rss_kib.get("total", 0), rss_total)
+        self.pss_kib["total"] = (
+            max(self.pss_kib.get("total") or 0, pss_total) if pss_known else None
+        )
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        return {
+            "rss_mib": {name: round(kib / 1024, 1) for name, kib in self.rss_kib.items()},
+            "pss_mib": {
+                name: None if kib is None else round(kib / 1024, 1)
+                for name, kib in self.pss_kib.items()
+            },
+        }
+
+
+def memory_now(processes: Mapping[str, int]) -> dict[str, dict[str, float | None]]:
+    """RSS and PSS of each process and their sum, at this instant."""
+    peaks = MemoryPeaks(processes)
+    peaks.sample()
+    return peaks.summary()
 
 
 def start_stack(**overrides: str) -> Stack:
@@ -719,53 +801,57 @@ def logins_under_load(
     )
 
 
-def footprint_under_load(stack: Stack, user: User, args: argparse.Namespace) -> float:
-    """Peak resident memory of the stack while the gateway is saturated."""
-    peak = 0.0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, stack.rss_mib())
-            time.sleep(0.5)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    run_wrk(
-        stack.gateway + user.tasks_path,
-        "get.lua",
-        connections=SATURATION_CONNECTIONS,
-        duration=args.duration,
-        env={"TOKEN": user.token},
-    )
-    done.set()
-    sampler.join()
-    return peak
+def footprint_under_load(
+    stack: Stack, user: User, args: argparse.Namespace
+) -> dict[str, dict[str, float | None]]:
+    """Peak memory of the stack's processes while the gateway is saturated."""
+    with MemoryPeaks(stack.processes()) as peaks:
+        run_wrk(
+            stack.gateway + user.tasks_path,
+            "get.lua",
+            connections=SATURATION_CONNECTIONS,
+            duration=args.duration,
+            env={"TOKEN": user.token},
+        )
+    return peaks.summary()
 
 
 def sqlite_start_up(results: Results) -> None:
     print("5. Footprint and start-up", flush=True)
     times = []
-    for _ in range(3):
+    for _ in range(START_UP_RUNS):
         stack = start_stack()
         times.append(stack.healthy_after)
         time.sleep(1)
-        idle = stack.rss_mib()
+        idle = memory_now(stack.processes())
         stack.stop()
-    results.footprint["start_to_healthy_s_sqlite"] = round(min(times), 2)
+    median = statistics.median(times)
+    results.footprint["start_to_healthy_s_sqlite"] = round(median, 2)
     results.footprint["start_to_healthy_s_sqlite_runs"] = [round(t, 2) for t in times]
-    results.footprint["rss_idle_mib_sqlite"] = round(idle, 1)
+    results.footprint["memory_idle_sqlite"] = idle
     print(
-        f"  python app.py to healthy /health on SQLite: {min(times):.2f} s"
-        f" (runs: {', '.join(f'{t:.2f}' for t in times)}); idle RSS {idle:.0f} MiB",
+        f"  python app.py to healthy /health on SQLite: median {median:.2f} s"
+        f" (runs: {', '.join(f'{t:.2f}' for t in times)})",
         flush=True,
     )
+    for phase in ("memory_idle_postgresql", "memory_under_load_postgresql", "memory_idle_sqlite"):
+        memory = results.footprint[phase]
+        print(f"  {phase:<30} {_memory_line(memory)}", flush=True)
+
+
+def _memory_line(memory: dict[str, dict[str, float | None]]) -> str:
+    rss, pss = memory["rss_mib"], memory["pss_mib"]
+    processes = ", ".join(f"{name} {value:.0f}" for name, value in rss.items() if name != "total")
+    total_pss = pss.get("total")
+    shared = "" if total_pss is None else f", PSS {total_pss:.0f} MiB"
+    return f"RSS {rss['total']:.0f} MiB ({processes}){shared}"
 
 
 def write_reports(results: Results, output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(asdict(results), indent=2) + "\n")
+    footprint = results.footprint
+    start_up_runs = footprint["start_to_healthy_s_sqlite_runs"]
     lines = [
         "# Benchmark results",
         "",
@@ -815,7 +901,22 @@ def write_reports(results: Results, output: Path) -> None:
         "",
         "## 5. Footprint",
         "",
-        *[f"- {key}: {value}" for key, value in results.footprint.items()],
+        "Start-up, `python app.py` to a healthy `/health` on SQLite: median"
+        f" {footprint['start_to_healthy_s_sqlite']} s of {len(start_up_runs)} runs"
+        f" ({', '.join(f'{t} s' for t in start_up_runs)}).",
+        "",
+        "Memory in MiB. RSS counts shared pages (the interpreter, libraries) once in every",
+        "process; PSS divides them between the processes sharing them, so its total is the",
+        "stack's real share of memory. Under load: the highest value sampled every 0.5 s",
+        "(the total is the highest sum at one instant).",
+        "",
+        *_memory_table(
+            {
+                "idle, PostgreSQL": footprint["memory_idle_postgresql"],
+                "GET saturation, PostgreSQL": footprint["memory_under_load_postgresql"],
+                "idle, SQLite": footprint["memory_idle_sqlite"],
+            }
+        ),
         "",
     ]
     history = BENCH / "history.md"
@@ -856,6 +957,20 @@ def _plans_section(plans: dict[str, dict[str, Any]]) -> list[str]:
             "",
         ]
     return [*lines, "</details>", ""]
+
+
+def _memory_table(phases: dict[str, dict[str, dict[str, float | None]]]) -> list[str]:
+    names = ["supervisord", *PROGRAMS, "total"]
+    lines = [
+        f"| MiB | {' | '.join(names)} |",
+        f"| --- |{' ---: |' * len(names)}",
+    ]
+    for phase, memory in phases.items():
+        for measure in ("rss", "pss"):
+            values = memory[f"{measure}_mib"]
+            cells = [_plain(values.get(name, "-")) for name in names]
+            lines.append(f"| {phase}, {measure.upper()} | {' | '.join(cells)} |")
+    return lines
 
 
 def _plain(value: Any) -> str:
@@ -904,15 +1019,15 @@ def main() -> None:
         TASK_DB_SCHEMA=f"bench_tasks_{suffix}",
     )
     try:
-        results.footprint["rss_idle_mib_postgresql"] = round(stack.rss_mib(), 1)
+        results.footprint["memory_idle_postgresql"] = memory_now(stack.processes())
         reader = register(stack.gateway, "reader")
         asyncio.run(seed_tasks(args.database_url, stack.env["TASK_DB_SCHEMA"], reader.id, 20))
         gateway_cost(stack, reader, args, results)
         scale_with_data(stack, args.database_url, args, results)
         writes(stack, args, results)
         logins_under_load(stack, reader, args, results)
-        results.footprint["rss_under_load_mib_postgresql"] = round(
-            footprint_under_load(stack, reader, args), 1
+        results.footprint["memory_under_load_postgresql"] = footprint_under_load(
+            stack, reader, args
         )
     finally:
         stack.stop()

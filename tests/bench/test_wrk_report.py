@@ -1,10 +1,12 @@
-"""The benchmark harness reads wrk's report correctly (no timing is asserted here)."""
+"""The benchmark harness reads wrk's report, plans and memory correctly (no timing is asserted)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from bench.run import best, best_together, parse_wrk, plan_summary
+from bench.run import best, best_together, memory_now, parse_wrk, plan_summary
 
 # Output of wrk 4.1.0 (Debian), as the harness runs it.
 REPORT = """\
@@ -97,3 +99,13 @@ def test_a_plan_is_summed_up_by_its_nodes_and_time() -> None:
         "Index Scan Backward using ix_tasks_user_id_created_at_id on tasks",
     ]
     assert summary["execution_ms"] == 0.079
+
+
+def test_memory_is_read_per_process_and_summed() -> None:
+    memory = memory_now({"this": os.getpid(), "parent": os.getppid()})
+
+    rss = memory["rss_mib"]
+    assert rss["this"] is not None
+    assert rss["parent"] is not None
+    assert rss["this"] > 0
+    assert rss["total"] == pytest.approx(rss["this"] + rss["parent"], abs=0.2)
