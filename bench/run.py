@@ -229,6 +229,14 @@ class Stack:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far, user and system (from /proc/<pid>/stat)."""
+    # Fields after the command name (which may hold spaces) start at the third, the state;
+    # utime and stime are the 14th and 15th.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_kib(pid: int) -> tuple[int, int | None]:
     """Resident memory of a process and, when the kernel shows it, its proportional share.
 
@@ -505,6 +513,7 @@ class Results:
     machine: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     gateway_cost: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cpu_per_request: dict[str, dict[str, float]] = field(default_factory=dict)
     scale: dict[str, dict[str, Any]] = field(default_factory=dict)
     query_plans: dict[str, dict[str, Any]] = field(default_factory=dict)
     writes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -587,8 +596,13 @@ def gateway_cost(stack: Stack, user: User, args: argparse.Namespace, results: Re
     """The same list request served directly, through the gateway and through nginx."""
     print("1. Gateway cost: GET the 20-task list", flush=True)
     env = {"TOKEN": user.token}
+    processes = stack.processes()
+    watched = {name: processes[name] for name in ("gateway", "tasks")}
     with nginx_in_front_of(int(stack.env["TASK_SERVICE_PORT"])) as nginx:
         targets = {"direct": stack.task_service, "gateway": stack.gateway, "nginx": nginx}
+        # CPU seconds each watched process spent during the saturation runs of each target.
+        cpu = {target: dict.fromkeys(watched, 0.0) for target in targets}
+        saturation_requests = dict.fromkeys(targets, 0)
         for load, connections, think in (
             ("moderate", MODERATE_CONNECTIONS, THINK_MS),
             ("saturation", SATURATION_CONNECTIONS, 0),
@@ -597,17 +611,37 @@ def gateway_cost(stack: Stack, user: User, args: argparse.Namespace, results: Re
             # Interleaved, so drift on a shared machine hits every target alike.
             for _ in range(args.repeats):
                 for name, base in targets.items():
-                    runs[name].append(
-                        run_wrk(
-                            base + user.tasks_path,
-                            "get.lua",
-                            connections=connections,
-                            duration=args.duration,
-                            env={**env, "THINK_MS": str(think)},
-                        )
+                    before = {process: cpu_seconds(pid) for process, pid in watched.items()}
+                    result = run_wrk(
+                        base + user.tasks_path,
+                        "get.lua",
+                        connections=connections,
+                        duration=args.duration,
+                        env={**env, "THINK_MS": str(think)},
                     )
+                    runs[name].append(result)
+                    if load == "saturation":
+                        saturation_requests[name] += result.requests
+                        for process, pid in watched.items():
+                            cpu[name][process] += cpu_seconds(pid) - before[process]
             for name in targets:
                 report(f"{load}/{name}", best(runs[name]), results.gateway_cost)
+    # Over every saturation run of a path, not only the one kept: total CPU time over total
+    # requests.
+    for name in targets:
+        results.cpu_per_request[name] = {
+            f"{process}_cpu_ms": round(seconds * 1000 / max(saturation_requests[name], 1), 3)
+            for process, seconds in cpu[name].items()
+        }
+        print(
+            f"  saturation/{name:<8} CPU per request: gateway"
+            f" {results.cpu_per_request[name]['gateway_cpu_ms']:.3f} ms,"
+            f" task service {results.cpu_per_request[name]['tasks_cpu_ms']:.3f} ms",
+            flush=True,
+        )
+    proxied = results.cpu_per_request["gateway"]
+    results.headline["gateway_cpu_ms_per_request_saturation"] = proxied["gateway_cpu_ms"]
+    results.headline["task_service_cpu_ms_per_request_saturation"] = proxied["tasks_cpu_ms"]
     cost = results.gateway_cost
     results.headline["gateway_vs_nginx_ratio"] = round(
         cost["saturation/gateway"]["requests_per_second"]
@@ -876,6 +910,17 @@ def write_reports(results: Results, output: Path) -> None:
         "| load / path | req/s | p50 ms | p90 ms | p99 ms | errors |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         *[_row(label, row) for label, row in results.gateway_cost.items()],
+        "",
+        "CPU time per request at saturation, from `utime + stime` in `/proc/<pid>/stat` read",
+        "around every saturation run, divided by the requests wrk completed in them. When the",
+        "task service bounds throughput, this is what shows the gateway's own cost.",
+        "",
+        "| path | gateway CPU ms/request | task service CPU ms/request |",
+        "| --- | ---: | ---: |",
+        *[
+            f"| {name} | {row['gateway_cpu_ms']:.3f} | {row['tasks_cpu_ms']:.3f} |"
+            for name, row in results.cpu_per_request.items()
+        ],
         "",
         "## 2. List latency by data size (through the gateway, moderate load)",
         "",

@@ -1,4 +1,4 @@
-"""The benchmark harness reads wrk's report, plans and memory correctly (no timing is asserted)."""
+"""The benchmark harness reads wrk's report, plans and /proc correctly (no timing is asserted)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from bench.run import best, best_together, memory_now, parse_wrk, plan_summary
+from bench.run import best, best_together, cpu_seconds, memory_now, parse_wrk, plan_summary
 
 # Output of wrk 4.1.0 (Debian), as the harness runs it.
 REPORT = """\
@@ -109,3 +109,7 @@ def test_memory_is_read_per_process_and_summed() -> None:
     assert rss["parent"] is not None
     assert rss["this"] > 0
     assert rss["total"] == pytest.approx(rss["this"] + rss["parent"], abs=0.2)
+
+
+def test_cpu_time_of_a_process_is_read() -> None:
+    assert cpu_seconds(os.getpid()) > 0
