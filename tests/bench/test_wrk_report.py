@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
-from bench.run import best, best_together, cpu_seconds, memory_now, parse_wrk, plan_summary
+from bench.run import (
+    argon2_in_use,
+    best,
+    best_together,
+    cpu_seconds,
+    memory_now,
+    owasp_comparison,
+    parse_wrk,
+    plan_summary,
+)
 
 # Output of wrk 4.1.0 (Debian), as the harness runs it.
 REPORT = """\
@@ -113,3 +123,25 @@ def test_memory_is_read_per_process_and_summed() -> None:
 
 def test_cpu_time_of_a_process_is_read() -> None:
     assert cpu_seconds(os.getpid()) > 0
+
+
+@pytest.mark.parametrize(
+    ("argon2", "label"),
+    [
+        ({"variant": "argon2id", "memory_kib": 19_456, "passes": 2, "lanes": 1}, "meets"),
+        ({"variant": "argon2id", "memory_kib": 65_536, "passes": 3, "lanes": 4}, "stronger"),
+        ({"variant": "argon2id", "memory_kib": 19_456, "passes": 3, "lanes": 1}, "stronger"),
+        ({"variant": "argon2id", "memory_kib": 65_536, "passes": 1, "lanes": 1}, "below"),
+        ({"variant": "argon2id", "memory_kib": 9_216, "passes": 2, "lanes": 1}, "below"),
+        ({"variant": "argon2i", "memory_kib": 19_456, "passes": 2, "lanes": 1}, "below"),
+    ],
+)
+def test_argon2_parameters_are_compared_with_owasp(argon2: dict[str, Any], label: str) -> None:
+    assert owasp_comparison(argon2).startswith(label)
+
+
+def test_the_auth_services_argon2_parameters_are_read_from_a_hash() -> None:
+    argon2 = argon2_in_use()
+
+    assert argon2["variant"] == "argon2id"
+    assert {"memory_kib", "passes", "lanes"} <= argon2.keys()
