@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import operator
 import os
 import platform
 import re
@@ -524,6 +525,7 @@ class Results:
     logins: dict[str, Any] = field(default_factory=dict)
     footprint: dict[str, Any] = field(default_factory=dict)
     headline: dict[str, Any] = field(default_factory=dict)
+    targets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def code_version() -> dict[str, Any]:
@@ -936,22 +938,114 @@ def _memory_line(memory: dict[str, dict[str, float | None]]) -> str:
     return f"RSS {rss['total']:.0f} MiB ({processes}){shared}"
 
 
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+
+
+def target(name: str, measured: float, comparison: str, limit: float, unit: str) -> dict[str, Any]:
+    """One target of the benchmark's issue, what was measured and whether it is met."""
+    return {
+        "target": f"{name} {comparison} {limit:g}{unit}",
+        "measured": measured,
+        "unit": unit,
+        "met": _COMPARISONS[comparison](measured, limit),
+    }
+
+
+def check_targets(results: Results) -> list[dict[str, Any]]:
+    headline = results.headline
+    argon2 = results.logins["argon2_vs_owasp"]
+    return [
+        target(
+            "gateway throughput at saturation, as a multiple of nginx's",
+            headline["gateway_vs_nginx_ratio"],
+            ">=",
+            0.8,
+            "x",
+        ),
+        target(
+            "gateway's added p50 at moderate load (gateway p50 - direct p50)",
+            headline["gateway_added_p50_ms_moderate"],
+            "<=",
+            1,
+            " ms",
+        ),
+        *[
+            target(
+                f"p50 at 100,000 tasks / p50 at 100 tasks, ?{query}",
+                headline[f"list_100k_vs_100_p50_ratio ({query})"],
+                "<=",
+                1.5,
+                "x",
+            )
+            for query in SCALE_QUERIES
+        ],
+        target(
+            "task reads' p99 while logins run at full rate",
+            results.logins["reads_meanwhile"]["p99_ms"],
+            "<",
+            50,
+            " ms",
+        ),
+        target(
+            "python app.py to a healthy /health on SQLite, median",
+            results.footprint["start_to_healthy_s_sqlite"],
+            "<=",
+            5,
+            " s",
+        ),
+        {
+            "target": "argon2 parameters: OWASP's minimum for argon2id or stronger",
+            "measured": argon2,
+            "unit": "",
+            "met": not argon2.startswith("below"),
+        },
+    ]
+
+
 def write_reports(results: Results, output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(asdict(results), indent=2) + "\n")
     footprint = results.footprint
     start_up_runs = footprint["start_to_healthy_s_sqlite_runs"]
+    settings = results.settings
+    machine = results.machine
+    tree = {True: "with uncommitted changes", False: "clean", None: "state unknown"}
+    runs = "1 run" if settings["repeats"] == 1 else f"{settings['repeats']} runs"
     lines = [
         "# Benchmark results",
         "",
-        f"Produced by `python bench/run.py` on {results.machine['date']}. Every figure is the",
-        f"best of {results.settings['repeats']} runs of {results.settings['duration_s']} s",
-        "(configurations interleaved; errors counted over every run), load from wrk on the",
-        "same machine.",
+        f"Produced by `python bench/run.py --duration {settings['duration_s']}"
+        f" --repeats {settings['repeats']}` on {machine['date']},",
+        f"at commit `{machine['git_commit']}` (working tree {tree[machine['git_dirty']]}).",
+        f"Every figure is the best of {runs} of {settings['duration_s']} s (configurations",
+        "interleaved; errors counted over every run), load from wrk on the same machine.",
+        "",
+        *(
+            []
+            if is_full_run(settings["duration_s"], settings["repeats"])
+            else [
+                "A quick run, shorter than the full settings: it checks that the harness works;",
+                "its figures are not for comparing.",
+                "",
+            ]
+        ),
+        "## Targets",
+        "",
+        "| target | measured | result |",
+        "| --- | ---: | --- |",
+        *[
+            f"| {row['target']} | {row['measured']}{row['unit']} |"
+            f" {'met' if row['met'] else '**not met**'} |"
+            for row in results.targets
+        ],
         "",
         "## Machine",
         "",
-        *[f"- {key}: {_plain(value)}" for key, value in results.machine.items()],
+        *[f"- {key}: {_plain(value)}" for key, value in machine.items()],
         "",
         "## Headline",
         "",
@@ -1010,7 +1104,8 @@ def write_reports(results: Results, output: Path) -> None:
         "Memory in MiB. RSS counts shared pages (the interpreter, libraries) once in every",
         "process; PSS divides them between the processes sharing them, so its total is the",
         "stack's real share of memory. Under load: the highest value sampled every 0.5 s",
-        "(the total is the highest sum at one instant).",
+        "(the total is the highest sum at one instant). The phases run in this order on one",
+        "stack, so memory a process keeps after a phase shows in the later ones too.",
         "",
         *_memory_table(
             {
@@ -1090,6 +1185,11 @@ def _row(label: str, row: dict[str, Any]) -> str:
     )
 
 
+def is_full_run(duration_s: int, repeats: int) -> bool:
+    """Whether a run is at least as long as the one the committed results come from."""
+    return duration_s >= FULL_DURATION_S and repeats >= FULL_REPEATS
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=FULL_DURATION_S, help="seconds per point")
@@ -1105,7 +1205,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     output: Path = args.output or (
-        BENCH if args.duration >= FULL_DURATION_S and args.repeats >= FULL_REPEATS else QUICK_OUTPUT
+        BENCH if is_full_run(args.duration, args.repeats) else QUICK_OUTPUT
     )
     ensure_tools()
     shutil.rmtree(WORK, ignore_errors=True)
@@ -1128,14 +1228,20 @@ def main() -> None:
         gateway_cost(stack, reader, args, results)
         scale_with_data(stack, args.database_url, args, results)
         writes(stack, args, results)
-        logins_under_load(stack, reader, args, results)
         results.footprint["memory_under_load_postgresql"] = footprint_under_load(
             stack, reader, args
         )
+        # After the GET saturation, so that its memory is not that argon2 left behind.
+        logins_under_load(stack, reader, args, results)
     finally:
         stack.stop()
         asyncio.run(_drop_schemas(args.database_url, stack))
     sqlite_start_up(results)
+    results.targets = check_targets(results)
+    print("Targets", flush=True)
+    for row in results.targets:
+        verdict = "met" if row["met"] else "NOT MET"
+        print(f"  {verdict:<8} {row['target']}: {row['measured']}{row['unit']}", flush=True)
     write_reports(results, output)
     print(f"\nWrote {output / 'results.md'} and {output / 'results.json'}")
     print(json.dumps(results.headline, indent=2))

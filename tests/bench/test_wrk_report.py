@@ -16,6 +16,7 @@ from bench.run import (
     owasp_comparison,
     parse_wrk,
     plan_summary,
+    target,
 )
 
 # Output of wrk 4.1.0 (Debian), as the harness runs it.
@@ -145,3 +146,10 @@ def test_the_auth_services_argon2_parameters_are_read_from_a_hash() -> None:
 
     assert argon2["variant"] == "argon2id"
     assert {"memory_kib", "passes", "lanes"} <= argon2.keys()
+
+
+def test_a_target_is_met_only_on_its_side_of_the_limit() -> None:
+    assert target("ratio", 0.8, ">=", 0.8, "x")["met"]
+    assert not target("ratio", 0.79, ">=", 0.8, "x")["met"]
+    assert not target("p99", 50.0, "<", 50, " ms")["met"]
+    assert target("p99", 49.9, "<", 50, " ms")["target"] == "p99 < 50 ms"
