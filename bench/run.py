@@ -59,6 +59,7 @@ PASSWORD = "benchmark password"
 MODERATE_CONNECTIONS = 2
 THINK_MS = 5
 SATURATION_CONNECTIONS = 32
+WRITE_CONNECTIONS = 10
 # The programs supervisord runs (supervisord.conf), by the names the reports use.
 PROGRAMS = {"listener": "exit_on_fatal", "gateway": "gateway", "auth": "auth", "tasks": "tasks"}
 START_UP_RUNS = 3
@@ -66,7 +67,6 @@ START_UP_RUNS = 3
 # configurations (19 MiB, 2 passes, 1 lane). It also lists m=47104 KiB with t=1; this
 # harness compares with m=19456 KiB, t=2, the one the auth service's settings cite.
 OWASP_ARGON2ID_MINIMUM = {"memory_kib": 19_456, "passes": 2, "lanes": 1}
-WRITE_CONNECTIONS = 10
 # List latency by data size: the user's task counts, and the list queries measured at each.
 SCALE_SIZES = (100, 10_000, 100_000)
 SCALE_QUERIES = (
@@ -607,7 +607,7 @@ def gateway_cost(stack: Stack, user: User, args: argparse.Namespace, results: Re
     with nginx_in_front_of(int(stack.env["TASK_SERVICE_PORT"])) as nginx:
         targets = {"direct": stack.task_service, "gateway": stack.gateway, "nginx": nginx}
         # CPU seconds each watched process spent during the saturation runs of each target.
-        cpu = {target: dict.fromkeys(watched, 0.0) for target in targets}
+        cpu = {path: dict.fromkeys(watched, 0.0) for path in targets}
         saturation_requests = dict.fromkeys(targets, 0)
         for load, connections, think in (
             ("moderate", MODERATE_CONNECTIONS, THINK_MS),
