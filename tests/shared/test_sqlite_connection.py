@@ -1,4 +1,4 @@
-"""How every SQLite connection is set up: a Unicode-aware lower()."""
+"""How every SQLite connection is set up: durable commits and Unicode-aware lower()."""
 
 from __future__ import annotations
 
@@ -18,6 +18,14 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
     database = create_database(settings, schema="unused", name="check")
     yield database
     await database.dispose()
+
+
+async def test_commits_wait_for_the_disk(database: Database) -> None:
+    async with database.engine.connect() as connection:
+        synchronous = await connection.scalar(text("PRAGMA synchronous"))
+        journal_mode = await connection.scalar(text("PRAGMA journal_mode"))
+
+    assert (synchronous, journal_mode) == (2, "wal")  # 2 is FULL
 
 
 async def test_lower_folds_more_than_ascii(database: Database) -> None:
