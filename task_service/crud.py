@@ -66,16 +66,22 @@ async def list_tasks(
     if len(tasks) < query.limit and (tasks or query.offset == 0):
         return tasks, query.offset + len(tasks)
     if query.priority is None and query.tag is None and query.q is None:
-        return tasks, await _counted_total(session, user_id, query.status)
+        kept = await _kept_total(session, user_id, query.status)
+        if kept is not None:
+            return tasks, kept
     total = await session.exec(select(func.count()).select_from(Task).where(*conditions))
     return tasks, total.one()
 
 
-async def _counted_total(session: AsyncSession, user_id: str, status: str) -> int:
-    """The total for a status filter, from the counts the database keeps per user."""
+async def _kept_total(session: AsyncSession, user_id: str, status: str) -> int | None:
+    """The total for a status filter, from the counts the database keeps per user.
+
+    None when the user has no counts row although they have tasks (rows written with the
+    triggers disabled, say): the caller then counts for real rather than answer 0.
+    """
     counts = await session.get(TaskCount, user_id)
     if counts is None:
-        return 0
+        return None
     if status == "completed":
         return counts.completed
     if status == "pending":

@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 
 import httpx2
+from fastapi import FastAPI
+from sqlmodel import delete
 
 from shared.db import create_database
 from shared.migrations import upgrade_database
@@ -75,6 +77,19 @@ async def test_counts_stay_exact_under_concurrent_writes(client: httpx2.AsyncCli
     )
 
     assert await _totals(client) == {"all": 30, "pending": 10, "completed": 20}
+
+
+async def test_a_missing_counts_row_falls_back_to_counting(
+    client: httpx2.AsyncClient, task_app: FastAPI
+) -> None:
+    for n in range(3):
+        await create_task(client, title=f"t{n}", completed=n == 0)
+    async with task_app.state.database.sessionmaker() as session:
+        await session.exec(delete(TaskCount))
+        await session.commit()
+
+    # limit=1 makes every page full, so the total cannot come from the page itself.
+    assert await _totals(client) == {"all": 3, "pending": 2, "completed": 1}
 
 
 async def test_the_migration_counts_tasks_that_existed_before_it(
