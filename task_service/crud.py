@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     SQLColumnExpression,
-    case,
     delete,
     exists,
     func,
@@ -27,10 +26,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import utcnow
-from task_service.models import Task, TaskCount
+from task_service.models import Task, TaskCount, priority_rank
 from task_service.schemas import TaskCreate, TaskListQuery
-
-_PRIORITY_RANK = case({"low": 1, "medium": 2, "high": 3}, value=col(Task.priority))
 
 
 async def create_task(session: AsyncSession, *, user_id: str, data: TaskCreate) -> Task:
@@ -157,11 +154,13 @@ def _has_tag(session: AsyncSession, tag: str) -> ColumnElement[bool]:
 
 
 def _ordering(query: TaskListQuery) -> list[UnaryExpression[Any]]:
+    # Each key, with the user first and id last, is an index (models.Task): a page is read
+    # in order and the scan stops at the limit. The keys must stay the indexed expressions.
     key: SQLColumnExpression[Any] = {
         "created_at": col(Task.created_at),
         "updated_at": col(Task.updated_at),
         "due_date": col(Task.due_date),
-        "priority": _PRIORITY_RANK,
+        "priority": priority_rank(col(Task.priority)),
         "title": func.lower(col(Task.title)),
     }[query.sort]
     if query.direction == "asc":
