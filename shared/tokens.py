@@ -5,6 +5,9 @@ Accepted, and nothing else:
   Next.js frontend mints itself);
 - when a JWKS URL is configured, tokens from Better Auth's JWT plugin (EdDSA by default),
   checked against the keys it publishes.
+
+Every token names its user in `sub`. Only the frontend's tokens (BETTER_AUTH_SECRET, JWKS)
+may leave `sub` out and name the user in `id` or `userId` instead, as some frontends do.
 """
 
 from __future__ import annotations
@@ -117,14 +120,23 @@ class TokenVerifier:
         self,
         secrets: Sequence[str],
         *,
+        frontend_secret: str | None = None,
         jwks: JWKSCache | None = None,
         issuer: str | None = None,
         audience: str | None = None,
         leeway: float = DEFAULT_LEEWAY_SECONDS,
     ) -> None:
+        """`secrets` sign tokens that must carry `sub` (our auth service's SECRET_KEY).
+
+        `frontend_secret` (BETTER_AUTH_SECRET) is accepted too, and its tokens may name the
+        user in `id` or `userId` instead. When it is one of `secrets`, nothing tells whose a
+        token signed with it is, so those tokens may as well.
+        """
         if not secrets:
             raise ValueError("at least one HS256 secret is required")
-        self.secrets = list(secrets)
+        extra = [frontend_secret] if frontend_secret else []
+        self.secrets = list(dict.fromkeys([*secrets, *extra]))
+        self.frontend_secret = frontend_secret or None
         self.jwks = jwks
         self.issuer = issuer
         self.audience = audience
@@ -144,8 +156,9 @@ class TokenVerifier:
 
         algorithm = header.get("alg")
         if algorithm == "HS256":
-            claims = self._decode_hs256(token)
+            claims, from_frontend = self._decode_hs256(token)
         elif self.jwks is not None and algorithm in JWKS_ALGORITHMS:
+            from_frontend = True
             kid = header.get("kid")
             key = await self.jwks.get_key(kid if isinstance(kid, str) else None)
             try:
@@ -155,18 +168,20 @@ class TokenVerifier:
                 raise InvalidTokenError("bad signature") from None
         else:
             raise InvalidTokenError("unsupported signing algorithm")
-        return Principal(user_id=_subject(claims), claims=claims)
+        return Principal(user_id=_subject(claims, from_frontend=from_frontend), claims=claims)
 
     async def aclose(self) -> None:
         if self.jwks is not None:
             await self.jwks.aclose()
 
-    def _decode_hs256(self, token: str) -> dict[str, Any]:
+    def _decode_hs256(self, token: str) -> tuple[dict[str, Any], bool]:
+        """The claims, and whether the frontend's secret signed them."""
         for secret in self.secrets:
             try:
-                return self._decode(token, secret, "HS256", check_issuer=False)
+                claims = self._decode(token, secret, "HS256", check_issuer=False)
             except jwt.InvalidSignatureError:
                 continue
+            return claims, secret == self.frontend_secret
         raise InvalidTokenError("bad signature")
 
     def _decode(
@@ -193,16 +208,24 @@ class TokenVerifier:
         return claims
 
 
-def _subject(claims: Mapping[str, Any]) -> str:
-    """The user id: `sub`, or the `id` / `userId` claim some frontends put it in."""
-    for name in ("sub", "id", "userId"):
-        value = claims.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str) and value.strip():
-            if len(value) > MAX_SUBJECT_LENGTH:
-                raise InvalidTokenError("subject too long")
-            if not value.isprintable():
-                raise InvalidTokenError("subject has control characters")
-            return value
-    raise InvalidTokenError("token names no subject")
+def _subject(claims: Mapping[str, Any], *, from_frontend: bool) -> str:
+    """The user id: `sub`; in a frontend's token without `sub`, `id` or else `userId`.
+
+    The first of these claims present is the one used: an empty or malformed `sub` is
+    refused, never replaced by another claim.
+    """
+    names = ("sub", "id", "userId") if from_frontend else ("sub",)
+    name = next((name for name in names if name in claims), None)
+    if name is None:
+        raise InvalidTokenError("token names no subject")
+    value = claims[name]
+    # Frontends may hold numeric user ids; PyJWT already refuses a `sub` that is no string.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidTokenError("subject is not a non-empty string")
+    if len(value) > MAX_SUBJECT_LENGTH:
+        raise InvalidTokenError("subject too long")
+    if not value.isprintable():
+        raise InvalidTokenError("subject has control characters")
+    return value
