@@ -54,7 +54,9 @@ class JWKSCache:
 
     Fetch attempts are spaced at least `min_refresh_interval` apart, so neither tokens with
     made-up key ids nor a JWKS endpoint that is down can turn into one fetch per request.
-    Stale keys keep serving while the endpoint is down; only having no keys is an outage.
+    Stale keys keep serving while the endpoint is down. A key id it does not know is an
+    outage while the last fetch failed (the key may have been published since), and an
+    invalid token only when the last fetch succeeded.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class JWKSCache:
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
         self._next_attempt = -float("inf")
+        self._last_fetch_failed = False
         self._lock = asyncio.Lock()
 
     async def get_key(self, kid: str | None) -> jwt.PyJWK:
@@ -83,8 +86,8 @@ class JWKSCache:
             await self._refresh()  # the key may have been rotated in since the last fetch
             key = self._lookup(kid)
         if key is None:
-            if not self._keys:
-                raise SigningKeysUnavailableError("no signing keys are available")
+            if not self._keys or self._last_fetch_failed:
+                raise SigningKeysUnavailableError("the signing keys could not be fetched")
             raise InvalidTokenError("unknown signing key")
         return key
 
@@ -105,9 +108,11 @@ class JWKSCache:
                 key_set = jwt.PyJWKSet.from_dict(response.json())
             except (httpx2.HTTPError, ValueError, jwt.PyJWTError) as exc:
                 logger.warning("Could not fetch signing keys from the JWKS URL: %s", exc)
+                self._last_fetch_failed = True
                 return
             self._keys = {key.key_id: key for key in key_set.keys}
             self._fetched_at = now
+            self._last_fetch_failed = False
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -259,6 +259,52 @@ async def test_unreachable_jwks_is_an_outage_not_a_bad_token() -> None:
     await verifier.aclose()
 
 
+async def test_an_unknown_key_id_while_the_jwks_fails_is_an_outage_not_a_bad_token(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    cache = JWKSCache(url, min_refresh_interval=0)
+    verifier = TokenVerifier([SECRET_KEY], jwks=cache)
+    await verifier.verify(fake.token("k1"))
+    fake.add_key("k2")  # rotated in while the endpoint is down: we cannot tell
+    fake.up = False
+    cache.min_refresh_interval = 60  # from the next fetch on, one a minute at most
+
+    for _ in range(4):
+        with pytest.raises(SigningKeysUnavailableError):
+            await verifier.verify(fake.token("k2"))
+    known = await verifier.verify(fake.token("k1"))
+    await verifier.aclose()
+
+    assert fake.fetches == 2
+    assert known.user_id == "ba-user"
+
+
+async def test_an_unknown_key_id_once_the_jwks_is_unreachable_is_an_outage() -> None:
+    async with serve_better_auth("k1") as (fake, url):
+        verifier = TokenVerifier([SECRET_KEY], jwks=JWKSCache(url, min_refresh_interval=0))
+        await verifier.verify(fake.token("k1"))
+        fake.add_key("k2")
+    # The server is gone: its port refuses connections.
+
+    with pytest.raises(SigningKeysUnavailableError):
+        await verifier.verify(fake.token("k2"))
+    await verifier.aclose()
+
+
+async def test_an_unknown_key_id_after_a_good_fetch_is_a_bad_token(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    _fake, url = better_auth
+    verifier = _jwks_verifier(url)
+    impostor = FakeBetterAuth()
+    impostor.add_key("k7")
+
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(impostor.token("k7"))
+    await verifier.aclose()
+
+
 async def test_known_keys_keep_working_while_the_jwks_is_down(
     better_auth: tuple[FakeBetterAuth, str],
 ) -> None:

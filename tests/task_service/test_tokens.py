@@ -252,3 +252,21 @@ async def test_unreachable_jwks_is_a_503_not_a_401(unreachable_jwks_app: FastAPI
     assert response.headers["retry-after"] == "5"
     assert isinstance(response.json()["detail"], str)
     assert own_token.status_code == 200
+
+
+async def test_unknown_key_id_while_the_jwks_fails_is_a_503(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with serve_better_auth("k1") as (fake, jwks_url):
+        settings = task_settings(backend, data_dir=tmp_path, better_auth_jwks_url=jwks_url)
+        async with running_app(settings) as app, client_for(app) as client:
+            # Refetches are spaced out by default; here the next one may come at once.
+            app.state.token_verifier.jwks.min_refresh_interval = 0
+            before = await client.get(tasks_url("ba-user"), headers=bearer(fake.token("k1")))
+            fake.add_key("k2")
+            fake.up = False
+            response = await client.get(tasks_url("ba-user"), headers=bearer(fake.token("k2")))
+
+    assert before.status_code == 200
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
