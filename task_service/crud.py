@@ -1,7 +1,10 @@
 """Database operations of the task service. Each function commits what it changes.
 
-Every write is one statement that checks ownership and changes the row together, so two
-clients editing one task at once never undo each other's changes.
+Every write is one statement that checks ownership and changes the row together, so no write
+acts on a stale read: a toggle flips the value the row holds at that moment (concurrent
+toggles all count) and a PATCH changes only the fields it names. Writes to the same field
+still end with the last one: a PUT sets every field, `completed` too, so it undoes a toggle
+that landed just before it.
 """
 
 from __future__ import annotations
@@ -127,7 +130,6 @@ async def _update(session: AsyncSession, user_id: str, task_id: int, **values: A
 def _filters(
     session: AsyncSession, user_id: str, query: TaskListQuery
 ) -> list[ColumnElement[bool]]:
-    # The user comes first: every index of the table starts with user_id.
     conditions = [col(Task.user_id) == user_id]
     if query.status != "all":
         conditions.append(col(Task.completed).is_(query.status == "completed"))

@@ -31,6 +31,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # Least urgent first: the position in this tuple is the rank sort=priority orders by.
 Priority = Literal["low", "medium", "high"]
 PRIORITIES: tuple[str, ...] = get_args(Priority)
+# The column's width: the longest name ("medium"); migration 0001 wrote it down as 6.
+PRIORITY_MAX_LENGTH = max(len(priority) for priority in PRIORITIES)
 TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 1000
 
@@ -67,7 +69,7 @@ class Task(TaskModel, table=True):
     title: str = Field(max_length=TITLE_MAX_LENGTH)
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_LENGTH)
     completed: bool = False
-    priority: str = Field(default="medium", max_length=6)
+    priority: str = Field(default="medium", max_length=PRIORITY_MAX_LENGTH)
     due_date: datetime | None = Field(default=None, sa_type=UTCDateTime)
     tags: list[str] = Field(
         default_factory=list,
