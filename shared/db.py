@@ -196,11 +196,22 @@ def _create_sqlite(target: ConnectionTarget, settings: ServiceSettings) -> Datab
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite's own lower() folds ASCII only, so `q` would miss "ÄPFEL" for "äpfel" and titles
+    # would sort apart from PostgreSQL's. Deterministic, so indexes on lower(title) may use it;
+    # every connection must register it, or such an index would disagree with its table.
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # NORMAL under WAL may lose the last commits on power loss; every acknowledged write
+    # must survive, so each commit waits for its fsync.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _unicode_lower(value: object) -> object:
+    """lower() for SQLite, folding case as PostgreSQL does in a UTF-8 locale."""
+    return value.lower() if isinstance(value, str) else value
 
 
 def _unique_statement_name() -> str:

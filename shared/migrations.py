@@ -84,6 +84,7 @@ def context_options(metadata: MetaData, schema: str | None, dialect: str) -> dic
         "version_table": VERSION_TABLE,
         "version_table_schema": schema,
         "include_name": _include_name,
+        "include_object": _include_object(metadata, dialect),
         "render_item": _render_item,
         "render_as_batch": dialect == "sqlite",
         "compare_type": True,
@@ -93,6 +94,34 @@ def context_options(metadata: MetaData, schema: str | None, dialect: str) -> dic
 def _include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
     # Alembic's own bookkeeping table is not a model; autogenerate must not drop it.
     return not (type_ == "table" and name == VERSION_TABLE)
+
+
+def _include_object(
+    metadata: MetaData, dialect: str
+) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """What autogenerate compares: all but two kinds of model index.
+
+    - `info={"compare": False}`: indexes on an expression PostgreSQL reflects in a form
+      Alembic cannot match to the model (a CASE); their tests check them instead.
+    - `.ddl_if(dialect=...)`: indexes that exist on that backend only.
+    """
+    uncompared = {
+        index.name
+        for table in metadata.tables.values()
+        for index in table.indexes
+        if index.info.get("compare") is False
+    }
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, _other: Any) -> bool:
+        if type_ == "index" and name in uncompared:
+            return False
+        condition = getattr(obj, "_ddl_if", None)
+        if reflected or condition is None or condition.dialect is None:
+            return True
+        wanted = condition.dialect
+        return dialect == wanted if isinstance(wanted, str) else dialect in wanted
+
+    return include
 
 
 def _render_item(type_: str, obj: Any, _context: AutogenContext) -> str | bool:

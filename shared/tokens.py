@@ -5,6 +5,9 @@ Accepted, and nothing else:
   Next.js frontend mints itself);
 - when a JWKS URL is configured, tokens from Better Auth's JWT plugin (EdDSA by default),
   checked against the keys it publishes.
+
+Every token names its user in `sub`. Only the frontend's tokens (BETTER_AUTH_SECRET, JWKS)
+may leave `sub` out and name the user in `id` or `userId` instead, as some frontends do.
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ class JWKSCache:
 
     Fetch attempts are spaced at least `min_refresh_interval` apart, so neither tokens with
     made-up key ids nor a JWKS endpoint that is down can turn into one fetch per request.
-    Stale keys keep serving while the endpoint is down; only having no keys is an outage.
+    Stale keys keep serving while the endpoint is down. A key id it does not know is an
+    outage while the last fetch failed (the key may have been published since), and an
+    invalid token only when the last fetch succeeded.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class JWKSCache:
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
         self._next_attempt = -float("inf")
+        self._last_fetch_failed = False
         self._lock = asyncio.Lock()
 
     async def get_key(self, kid: str | None) -> jwt.PyJWK:
@@ -80,8 +86,8 @@ class JWKSCache:
             await self._refresh()  # the key may have been rotated in since the last fetch
             key = self._lookup(kid)
         if key is None:
-            if not self._keys:
-                raise SigningKeysUnavailableError("no signing keys are available")
+            if not self._keys or self._last_fetch_failed:
+                raise SigningKeysUnavailableError("the signing keys could not be fetched")
             raise InvalidTokenError("unknown signing key")
         return key
 
@@ -102,9 +108,11 @@ class JWKSCache:
                 key_set = jwt.PyJWKSet.from_dict(response.json())
             except (httpx2.HTTPError, ValueError, jwt.PyJWTError) as exc:
                 logger.warning("Could not fetch signing keys from the JWKS URL: %s", exc)
+                self._last_fetch_failed = True
                 return
             self._keys = {key.key_id: key for key in key_set.keys}
             self._fetched_at = now
+            self._last_fetch_failed = False
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -117,14 +125,23 @@ class TokenVerifier:
         self,
         secrets: Sequence[str],
         *,
+        frontend_secret: str | None = None,
         jwks: JWKSCache | None = None,
         issuer: str | None = None,
         audience: str | None = None,
         leeway: float = DEFAULT_LEEWAY_SECONDS,
     ) -> None:
+        """`secrets` sign tokens that must carry `sub` (our auth service's SECRET_KEY).
+
+        `frontend_secret` (BETTER_AUTH_SECRET) is accepted too, and its tokens may name the
+        user in `id` or `userId` instead. When it is one of `secrets`, nothing tells whose a
+        token signed with it is, so those tokens may as well.
+        """
         if not secrets:
             raise ValueError("at least one HS256 secret is required")
-        self.secrets = list(secrets)
+        extra = [frontend_secret] if frontend_secret else []
+        self.secrets = list(dict.fromkeys([*secrets, *extra]))
+        self.frontend_secret = frontend_secret or None
         self.jwks = jwks
         self.issuer = issuer
         self.audience = audience
@@ -144,8 +161,9 @@ class TokenVerifier:
 
         algorithm = header.get("alg")
         if algorithm == "HS256":
-            claims = self._decode_hs256(token)
+            claims, from_frontend = self._decode_hs256(token)
         elif self.jwks is not None and algorithm in JWKS_ALGORITHMS:
+            from_frontend = True
             kid = header.get("kid")
             key = await self.jwks.get_key(kid if isinstance(kid, str) else None)
             try:
@@ -155,18 +173,20 @@ class TokenVerifier:
                 raise InvalidTokenError("bad signature") from None
         else:
             raise InvalidTokenError("unsupported signing algorithm")
-        return Principal(user_id=_subject(claims), claims=claims)
+        return Principal(user_id=_subject(claims, from_frontend=from_frontend), claims=claims)
 
     async def aclose(self) -> None:
         if self.jwks is not None:
             await self.jwks.aclose()
 
-    def _decode_hs256(self, token: str) -> dict[str, Any]:
+    def _decode_hs256(self, token: str) -> tuple[dict[str, Any], bool]:
+        """The claims, and whether the frontend's secret signed them."""
         for secret in self.secrets:
             try:
-                return self._decode(token, secret, "HS256", check_issuer=False)
+                claims = self._decode(token, secret, "HS256", check_issuer=False)
             except jwt.InvalidSignatureError:
                 continue
+            return claims, secret == self.frontend_secret
         raise InvalidTokenError("bad signature")
 
     def _decode(
@@ -193,16 +213,24 @@ class TokenVerifier:
         return claims
 
 
-def _subject(claims: Mapping[str, Any]) -> str:
-    """The user id: `sub`, or the `id` / `userId` claim some frontends put it in."""
-    for name in ("sub", "id", "userId"):
-        value = claims.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str) and value.strip():
-            if len(value) > MAX_SUBJECT_LENGTH:
-                raise InvalidTokenError("subject too long")
-            if not value.isprintable():
-                raise InvalidTokenError("subject has control characters")
-            return value
-    raise InvalidTokenError("token names no subject")
+def _subject(claims: Mapping[str, Any], *, from_frontend: bool) -> str:
+    """The user id: `sub`; in a frontend's token without `sub`, `id` or else `userId`.
+
+    The first of these claims present is the one used: an empty or malformed `sub` is
+    refused, never replaced by another claim.
+    """
+    names = ("sub", "id", "userId") if from_frontend else ("sub",)
+    name = next((name for name in names if name in claims), None)
+    if name is None:
+        raise InvalidTokenError("token names no subject")
+    value = claims[name]
+    # Frontends may hold numeric user ids; PyJWT already refuses a `sub` that is no string.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidTokenError("subject is not a non-empty string")
+    if len(value) > MAX_SUBJECT_LENGTH:
+        raise InvalidTokenError("subject too long")
+    if not value.isprintable():
+        raise InvalidTokenError("subject has control characters")
+    return value

@@ -18,8 +18,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def create_verifier(settings: TaskSettings) -> TokenVerifier:
     """Our own and the frontend's HS256 tokens, plus Better Auth's JWKS-signed ones if set."""
     url = settings.better_auth_jwks_url
+    frontend = settings.better_auth_secret
     return TokenVerifier(
-        settings.verification_secrets,
+        [settings.signing_key],
+        frontend_secret=frontend.get_secret_value() if frontend else None,
         jwks=JWKSCache(url) if url else None,
         issuer=settings.better_auth_issuer,
         audience=settings.better_auth_audience,

@@ -103,15 +103,25 @@ DueDate = Annotated[
     AfterValidator(_to_utc),
     Field(description="ISO-8601 date-time; without an offset it is taken as UTC"),
 ]
+
+
+def _within_tag_limit(values: list[str]) -> list[str]:
+    # Checked after repeats are dropped (a `max_length` on the list would count them):
+    # `["a"] * 11` is one tag.
+    if len(values) > MAX_TAGS:
+        raise ValueError(f"must hold at most {MAX_TAGS} different tags")
+    return values
+
+
 Tag = Annotated[str, _trimmed(TAG_MAX_LENGTH, min_length=1), StorableText]
 Tags = Annotated[
     list[Tag],
     Field(
-        max_length=MAX_TAGS,
-        description=f"At most {MAX_TAGS} tags of 1 to {TAG_MAX_LENGTH} characters; "
+        description=f"At most {MAX_TAGS} different tags of 1 to {TAG_MAX_LENGTH} characters; "
         "repeats are dropped",
     ),
     AfterValidator(_unique),
+    AfterValidator(_within_tag_limit),
 ]
 
 

@@ -23,7 +23,7 @@ from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY, mint, unsigned
 
 @pytest.fixture
 def verifier() -> TokenVerifier:
-    return TokenVerifier([SECRET_KEY, BETTER_AUTH_SECRET])
+    return TokenVerifier([SECRET_KEY], frontend_secret=BETTER_AUTH_SECRET)
 
 
 async def test_own_token_names_its_subject(verifier: TokenVerifier) -> None:
@@ -43,8 +43,47 @@ async def test_frontend_token_may_name_the_user_in_sub_id_or_userid(
     assert (await verifier.verify(token)).user_id == "ba-user-7"
 
 
-async def test_numeric_subject_becomes_a_string(verifier: TokenVerifier) -> None:
-    assert (await verifier.verify(mint(sub=None, id=12))).user_id == "12"
+async def test_numeric_user_id_of_a_frontend_becomes_a_string(verifier: TokenVerifier) -> None:
+    token = mint(BETTER_AUTH_SECRET, sub=None, id=12)
+
+    assert (await verifier.verify(token)).user_id == "12"
+
+
+@pytest.mark.parametrize("claim", ["id", "userId"])
+async def test_own_tokens_must_name_the_user_in_sub(verifier: TokenVerifier, claim: str) -> None:
+    claims: dict[str, Any] = {"sub": None, claim: "u-42"}
+
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(mint(SECRET_KEY, **claims))
+
+
+@pytest.mark.parametrize("sub", ["", "   ", 7, None])
+async def test_a_present_but_unusable_sub_is_never_replaced_by_id(
+    verifier: TokenVerifier, sub: object
+) -> None:
+    # mint() leaves out claims given as None: send a JSON null explicitly.
+    token = jwt.encode(
+        {"sub": sub, "id": "u-42", "userId": "u-42", "exp": int(time.time()) + 60},
+        BETTER_AUTH_SECRET,
+        algorithm="HS256",
+    )
+
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(token)
+
+
+async def test_id_comes_before_userid(verifier: TokenVerifier) -> None:
+    token = mint(BETTER_AUTH_SECRET, sub=None, id="by-id", userId="by-user-id")
+
+    assert (await verifier.verify(token)).user_id == "by-id"
+
+
+async def test_with_one_secret_for_both_its_tokens_may_use_id() -> None:
+    # Nothing tells the auth service's tokens from the frontend's: both kinds are accepted.
+    shared = TokenVerifier([SECRET_KEY], frontend_secret=SECRET_KEY)
+
+    assert (await shared.verify(mint(SECRET_KEY, sub=None, userId="u-7"))).user_id == "u-7"
+    assert (await shared.verify(mint(SECRET_KEY, sub="u-8"))).user_id == "u-8"
 
 
 async def test_audience_claim_without_configured_audience_is_fine(
@@ -88,6 +127,15 @@ async def test_frontend_secret_is_only_trusted_when_configured() -> None:
         await ours_only.verify(mint(BETTER_AUTH_SECRET))
 
 
+async def test_a_frontend_secret_among_the_secrets_gets_no_fallback() -> None:
+    # The auth service lists both secrets as its own: every token must carry `sub` there.
+    strict = TokenVerifier([SECRET_KEY, BETTER_AUTH_SECRET])
+
+    assert (await strict.verify(mint(BETTER_AUTH_SECRET, sub="u-1"))).user_id == "u-1"
+    with pytest.raises(InvalidTokenError):
+        await strict.verify(mint(BETTER_AUTH_SECRET, sub=None, id="u-1"))
+
+
 async def test_eddsa_token_is_refused_without_a_jwks_url(verifier: TokenVerifier) -> None:
     key = Ed25519PrivateKey.generate()
     token = jwt.encode({"sub": "u", "exp": time.time() + 60}, key, algorithm="EdDSA")
@@ -123,6 +171,20 @@ async def test_better_auth_eddsa_token_verifies_against_its_jwks(
 
     assert (first.user_id, second.user_id) == ("ba-user", "someone-else")
     assert fake.fetches == 1, "keys are cached between requests"
+
+
+async def test_better_auth_token_may_name_the_user_in_id(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    verifier = _jwks_verifier(url)
+
+    by_id = await verifier.verify(fake.token("k1", sub=None, id="ba-9"))
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(fake.token("k1", sub="", id="ba-9"))
+    await verifier.aclose()
+
+    assert by_id.user_id == "ba-9"
 
 
 async def test_a_rotated_in_key_is_fetched_once(
@@ -194,6 +256,52 @@ async def test_unreachable_jwks_is_an_outage_not_a_bad_token() -> None:
 
     with pytest.raises(SigningKeysUnavailableError):
         await verifier.verify(token)
+    await verifier.aclose()
+
+
+async def test_an_unknown_key_id_while_the_jwks_fails_is_an_outage_not_a_bad_token(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    cache = JWKSCache(url, min_refresh_interval=0)
+    verifier = TokenVerifier([SECRET_KEY], jwks=cache)
+    await verifier.verify(fake.token("k1"))
+    fake.add_key("k2")  # rotated in while the endpoint is down: we cannot tell
+    fake.up = False
+    cache.min_refresh_interval = 60  # from the next fetch on, one a minute at most
+
+    for _ in range(4):
+        with pytest.raises(SigningKeysUnavailableError):
+            await verifier.verify(fake.token("k2"))
+    known = await verifier.verify(fake.token("k1"))
+    await verifier.aclose()
+
+    assert fake.fetches == 2
+    assert known.user_id == "ba-user"
+
+
+async def test_an_unknown_key_id_once_the_jwks_is_unreachable_is_an_outage() -> None:
+    async with serve_better_auth("k1") as (fake, url):
+        verifier = TokenVerifier([SECRET_KEY], jwks=JWKSCache(url, min_refresh_interval=0))
+        await verifier.verify(fake.token("k1"))
+        fake.add_key("k2")
+    # The server is gone: its port refuses connections.
+
+    with pytest.raises(SigningKeysUnavailableError):
+        await verifier.verify(fake.token("k2"))
+    await verifier.aclose()
+
+
+async def test_an_unknown_key_id_after_a_good_fetch_is_a_bad_token(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    _fake, url = better_auth
+    verifier = _jwks_verifier(url)
+    impostor = FakeBetterAuth()
+    impostor.add_key("k7")
+
+    with pytest.raises(InvalidTokenError):
+        await verifier.verify(impostor.token("k7"))
     await verifier.aclose()
 
 

@@ -32,8 +32,10 @@ class FakeBetterAuth:
         self.keys[kid] = Ed25519PrivateKey.generate()
 
     def token(self, kid: str, **claims: Any) -> str:
+        """A token signed with that key; claims given as None are left out."""
         body = {"sub": "ba-user", "iat": int(time.time()), "exp": int(time.time()) + 900}
         body.update(claims)
+        body = {name: value for name, value in body.items() if value is not None}
         return jwt.encode(body, self.keys[kid], algorithm="EdDSA", headers={"kid": kid})
 
     async def jwks(self, _request: Request) -> Response:

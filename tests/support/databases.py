@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from alembic.autogenerate import compare_metadata
@@ -56,16 +58,45 @@ async def empty_tables(database: Database, metadata: MetaData) -> None:
 
 
 async def schema_differences(database: Database, metadata: MetaData) -> list[object]:
-    """What autogenerate would still change: empty when models and migrations agree."""
+    """What autogenerate would still change: empty when models and migrations agree.
+
+    SQLite's reflection skips indexes on expressions, so Alembic cannot compare them there
+    (and warns): on SQLite such indexes are only checked to exist, by name.
+    """
 
     def diff(connection: Connection) -> list[object]:
         use_schema(connection, database.schema)
         options = context_options(metadata, database.schema, connection.dialect.name)
         context = MigrationContext.configure(connection, opts=options)
-        return list(compare_metadata(context, metadata))
+        if connection.dialect.name != "sqlite":
+            return list(compare_metadata(context, metadata))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_UNREFLECTED_INDEX)
+            differences: list[object] = list(compare_metadata(context, metadata))
+        return differences + _missing_sqlite_indexes(connection, metadata, options)
 
     async with database.engine.begin() as connection:
         return await connection.run_sync(diff)
+
+
+_UNREFLECTED_INDEX = ".*expression-based index"
+
+
+def _missing_sqlite_indexes(
+    connection: Connection, metadata: MetaData, options: dict[str, Any]
+) -> list[object]:
+    include = options["include_object"]
+    present = set(
+        connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")
+        .scalars()
+        .all()
+    )
+    return [
+        ("missing_index", index.name)
+        for table in metadata.tables.values()
+        for index in table.indexes
+        if index.name not in present and include(index, index.name, "index", False, None)
+    ]
 
 
 def rewrite_url(url: str, *, port: int | None = None, password: str | None = None) -> str:

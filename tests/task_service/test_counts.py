@@ -6,6 +6,10 @@ import asyncio
 from pathlib import Path
 
 import httpx2
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlmodel import delete
 
 from shared.db import create_database
 from shared.migrations import upgrade_database
@@ -75,6 +79,62 @@ async def test_counts_stay_exact_under_concurrent_writes(client: httpx2.AsyncCli
     )
 
     assert await _totals(client) == {"all": 30, "pending": 10, "completed": 20}
+
+
+async def test_a_missing_counts_row_falls_back_to_counting(
+    client: httpx2.AsyncClient, task_app: FastAPI
+) -> None:
+    for n in range(3):
+        await create_task(client, title=f"t{n}", completed=n == 0)
+    async with task_app.state.database.sessionmaker() as session:
+        await session.exec(delete(TaskCount))
+        await session.commit()
+
+    # limit=1 makes every page full, so the total cannot come from the page itself.
+    assert await _totals(client) == {"all": 3, "pending": 2, "completed": 1}
+
+
+async def test_truncate_empties_the_counts_too(
+    client: httpx2.AsyncClient, task_app: FastAPI, backend: Backend
+) -> None:
+    if not backend.is_postgres:
+        pytest.skip("SQLite has no TRUNCATE; its DELETE fires the row triggers")
+    for _ in range(3):
+        await create_task(client, completed=True)
+    async with task_app.state.database.engine.begin() as connection:
+        await connection.execute(text(f'TRUNCATE "{task_app.state.database.schema}".tasks'))
+
+    await create_task(client)
+
+    assert await _totals(client) == {"all": 1, "pending": 1, "completed": 0}
+
+
+async def test_recount_repairs_counts_after_writes_without_triggers(
+    client: httpx2.AsyncClient, task_app: FastAPI, backend: Backend
+) -> None:
+    if not backend.is_postgres:
+        pytest.skip("recount_tasks() is a PostgreSQL function")
+    schema = task_app.state.database.schema
+    await create_task(client)
+    async with task_app.state.database.engine.begin() as connection:
+        await connection.execute(text(f'ALTER TABLE "{schema}".tasks DISABLE TRIGGER USER'))
+        await connection.execute(
+            text(
+                f'INSERT INTO "{schema}".tasks (user_id, title, completed, priority, tags, '
+                "created_at, updated_at) SELECT 'alice', 't', n % 2 = 0, 'medium', '[]', now(), "
+                "now() FROM generate_series(1, 4) AS n"
+            )
+        )
+        await connection.execute(text(f'ALTER TABLE "{schema}".tasks ENABLE TRIGGER USER'))
+    async with task_app.state.database.sessionmaker() as session:
+        stale = await session.get(TaskCount, "alice")
+    assert stale is not None
+    assert stale.total == 1, "the triggers were off: the counts missed the insert"
+
+    async with task_app.state.database.engine.begin() as connection:
+        await connection.execute(text(f'SELECT "{schema}".recount_tasks()'))
+
+    assert await _totals(client) == {"all": 5, "pending": 3, "completed": 2}
 
 
 async def test_the_migration_counts_tasks_that_existed_before_it(

@@ -174,6 +174,27 @@ async def test_tag_filter_finds_tags_with_spaces_and_accents(client: httpx2.Asyn
     assert await _titles(client, tag="à faire") == ["café"]
 
 
+async def test_search_ignores_the_case_of_letters_beyond_ascii(client: httpx2.AsyncClient) -> None:
+    await create_task(client, title="ÄPFEL kaufen")
+    await create_task(client, title="Äpfelmus")
+    await create_task(client, title="Birnen", description="Ölwechsel")
+    await create_task(client, title="apfel")
+
+    assert sorted(await _titles(client, q="äpfel")) == ["ÄPFEL kaufen", "Äpfelmus"]
+    assert await _titles(client, q="ölWECHSEL") == ["Birnen"]
+
+
+async def test_title_sort_ignores_the_case_of_letters_beyond_ascii(
+    client: httpx2.AsyncClient,
+) -> None:
+    # The same word in three casings: only case folding decides, whatever the collation.
+    for title in ("Öl b", "ÖL C", "öl a"):
+        await create_task(client, title=title)
+
+    assert await _titles(client, sort="title") == ["öl a", "Öl b", "ÖL C"]
+    assert await _titles(client, sort="title", order="desc") == ["ÖL C", "Öl b", "öl a"]
+
+
 @pytest.fixture
 async def many(client: httpx2.AsyncClient, task_app: FastAPI) -> list[int]:
     """101 tasks of Alice, oldest first, and one of Bob's."""

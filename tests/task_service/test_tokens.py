@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -11,6 +12,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from tests.support.better_auth import FakeBetterAuth, serve_better_auth
 from tests.support.databases import Backend
@@ -77,6 +79,10 @@ REFUSED: list[tuple[str, Callable[[], str]]] = [
     ("refresh-type", lambda: mint(sub=ALICE, type="refresh")),
     ("no-subject", lambda: mint(sub=None)),
     ("blank-subject", lambda: mint(sub="   ")),
+    # Our auth service always writes `sub`: the frontend's fallbacks are not for its tokens.
+    ("own-secret-id-only", lambda: mint(sub=None, id=ALICE)),
+    ("own-secret-userid-only", lambda: mint(sub=None, userId=ALICE)),
+    ("frontend-empty-sub-with-id", lambda: mint(BETTER_AUTH_SECRET, sub="", id=ALICE, type=None)),
     ("frontend-secret-refresh-type", lambda: mint(BETTER_AUTH_SECRET, sub=ALICE, type="refresh")),
     ("hs512", lambda: jwt.encode({"sub": ALICE, "exp": time.time() + 60}, "k" * 64, "HS512")),
 ]
@@ -114,6 +120,18 @@ async def test_frontend_token_signed_with_the_better_auth_secret_is_accepted(
     assert created.status_code == 201
     assert created.json()["user_id"] == "ba-user-7"
     assert [task["title"] for task in listed.json()] == ["from the frontend"]
+
+
+async def test_with_one_secret_for_both_a_token_may_name_the_user_in_id(
+    backend: Backend, tmp_path: Path
+) -> None:
+    settings = task_settings(backend, data_dir=tmp_path, better_auth_secret=SecretStr(SECRET_KEY))
+    token = mint(SECRET_KEY, sub=None, type=None, id="ba-user-7")
+
+    async with running_app(settings) as app, client_for(app) as client:
+        response = await client.get(tasks_url("ba-user-7"), headers=bearer(token))
+
+    assert response.status_code == 200
 
 
 async def test_eddsa_token_is_refused_when_no_jwks_url_is_configured(
@@ -234,3 +252,21 @@ async def test_unreachable_jwks_is_a_503_not_a_401(unreachable_jwks_app: FastAPI
     assert response.headers["retry-after"] == "5"
     assert isinstance(response.json()["detail"], str)
     assert own_token.status_code == 200
+
+
+async def test_unknown_key_id_while_the_jwks_fails_is_a_503(
+    backend: Backend, tmp_path: Path
+) -> None:
+    async with serve_better_auth("k1") as (fake, jwks_url):
+        settings = task_settings(backend, data_dir=tmp_path, better_auth_jwks_url=jwks_url)
+        async with running_app(settings) as app, client_for(app) as client:
+            # Refetches are spaced out by default; here the next one may come at once.
+            app.state.token_verifier.jwks.min_refresh_interval = 0
+            before = await client.get(tasks_url("ba-user"), headers=bearer(fake.token("k1")))
+            fake.add_key("k2")
+            fake.up = False
+            response = await client.get(tasks_url("ba-user"), headers=bearer(fake.token("k2")))
+
+    assert before.status_code == 200
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"

@@ -1,0 +1,119 @@
+"""Every sort of the list reads one page through an index, without sorting the user's tasks.
+
+The plans are those of the very statements the service sends, parameters included. On
+PostgreSQL sorting is switched off for the EXPLAIN, so a sort shows up only when no index can
+give the order; ANALYZE then shows how many rows the scan read. Nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from task_service.models import PRIORITIES, Task
+from tests.task_service.conftest import ALICE, BOB, auth, insert_tasks, tasks_url
+
+PAGE = 5
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def sent_statements(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
+    """Each statement sent to the database meanwhile, with its parameters as sent."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        _connection, _cursor, statement, parameters, _context, _many = args
+        sent.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+async def _postgres_plan(engine: AsyncEngine, statement: str, parameters: Any) -> list[str]:
+    """The plan's node types; each index scan also says how many rows it returned."""
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("SET LOCAL enable_sort = off")
+        result = await connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+        )
+        explained = result.scalar_one()
+        await connection.rollback()
+    plan = json.loads(explained) if isinstance(explained, str) else explained
+    return [
+        f"{node['Node Type']} rows={node['Actual Rows']}"
+        if "Index" in node["Node Type"]
+        else node["Node Type"]
+        for node in _nodes(plan[0]["Plan"])
+    ]
+
+
+async def _sqlite_plan(engine: AsyncEngine, statement: str, parameters: Any) -> list[str]:
+    async with engine.connect() as connection:
+        result = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        return [str(row[-1]) for row in result.all()]
+
+
+@pytest.fixture
+async def crowded(client: httpx2.AsyncClient, task_app: FastAPI) -> None:
+    """Many more tasks of Alice than a page, every field varied, and some of Bob's."""
+    await insert_tasks(
+        task_app,
+        *(
+            Task(
+                user_id=ALICE if n % 5 else BOB,
+                title=f"{'Ää'[n % 2]}task {n * 7 % 60:02}",
+                priority=PRIORITIES[n % len(PRIORITIES)],
+                due_date=None if n % 4 == 0 else T0 + timedelta(days=n * 11 % 60),
+                created_at=T0 + timedelta(hours=n),
+                updated_at=T0 + timedelta(hours=n * 13 % 60),
+                completed=n % 2 == 0,
+            )
+            for n in range(60)
+        ),
+    )
+
+
+SORTS = ["created_at", "updated_at", "due_date", "priority", "title"]
+
+
+@pytest.mark.usefixtures("crowded")
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("sort", SORTS)
+async def test_a_page_of_every_sort_is_read_in_index_order(
+    client: httpx2.AsyncClient, task_app: FastAPI, sort: str, order: str
+) -> None:
+    engine: AsyncEngine = task_app.state.database.engine
+    params: dict[str, str | int] = {"sort": sort, "order": order, "limit": PAGE}
+
+    with sent_statements(engine) as sent:
+        response = await client.get(tasks_url(), params=params, headers=auth())
+    assert response.status_code == 200
+    assert len(response.json()) == PAGE
+    ((statement, parameters),) = [(s, p) for s, p in sent if "ORDER BY" in s]
+
+    if task_app.state.database.kind == "postgresql":
+        plan = await _postgres_plan(engine, statement, parameters)
+        assert f"Index Scan rows={PAGE}" in plan, plan
+    else:
+        plan = await _sqlite_plan(engine, statement, parameters)
+        assert any("USING INDEX" in step for step in plan), plan
+    assert not any("Sort" in step or "TEMP B-TREE" in step for step in plan), plan
