@@ -175,6 +175,9 @@ async def login(
     except RateLimitedError as exc:
         raise too_many_requests(exc.retry_after) from None
     user = await crud.get_user_by_email(session, email=credentials.email)
+    # End the read before hashing: the hash takes tens of milliseconds, and a pooled
+    # connection held meanwhile (SQLite's only one) would stall every other request.
+    await session.commit()
     matches, new_hash = await verify_password(
         credentials.password, user.hashed_password if user else None
     )

@@ -117,6 +117,30 @@ async def test_unknown_email_still_costs_a_password_verification(
     assert checked[0].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
+async def test_password_is_checked_without_holding_a_database_connection(
+    auth_app: FastAPI,
+    client: httpx2.AsyncClient,
+    account: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Hashing takes tens of milliseconds; on SQLite the pool is one connection, so holding it
+    # meanwhile would make every other request of the service wait for the hash.
+    database: Database = auth_app.state.database
+    held: list[int] = []
+    real_verify = security._verify
+
+    def spy(password: str, hashed: str | None) -> tuple[bool, str | None]:
+        held.append(database.engine.pool.checkedout())  # type: ignore[attr-defined]
+        return real_verify(password, hashed)
+
+    monkeypatch.setattr(security, "_verify", spy)
+
+    response = await client.post("/auth/login", json={"email": EMAIL, "password": PASSWORD})
+
+    assert response.status_code == 200
+    assert held == [0]
+
+
 async def _insert_user_with_hash(app: FastAPI, email: str, hashed: str) -> None:
     async with app.state.database.sessionmaker() as session:
         session.add(User(email=email, hashed_password=hashed))
