@@ -8,9 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field, StringConstraints
 
-from shared.db import StorableText
 from shared.tokens import MAX_TOKEN_BYTES
-from shared.validators import blank_to_none
+from shared.validators import StorableText, blank_to_none
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -35,7 +34,12 @@ Email = Annotated[
     BeforeValidator(_strip),
     StorableText,
     AfterValidator(normalize_email),
-    Field(max_length=EMAIL_MAX_LENGTH, examples=["ada@example.com"]),
+    Field(
+        max_length=EMAIL_MAX_LENGTH,
+        examples=["ada@example.com"],
+        description="An email address; special-use domains (.test, .local, .invalid, ...) "
+        "are refused",
+    ),
 ]
 NewPassword = Annotated[
     str,

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from pydantic import AfterValidator
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
@@ -235,22 +234,6 @@ def is_database_unavailable(exc: BaseException) -> bool:
         )
     # asyncpg raises these unwrapped while connecting (refused, stalled).
     return isinstance(exc, OSError | TimeoutError)
-
-
-def ensure_storable(value: str) -> str:
-    """Refuse text PostgreSQL cannot store: NUL characters and lone UTF-16 surrogates."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
-
-
-# Metadata for every free-text input, placed after its length and strip constraints:
-# `Annotated[str, StringConstraints(...), StorableText]`.
-StorableText = AfterValidator(ensure_storable)
 
 
 def utcnow() -> datetime:

@@ -21,8 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from shared.db import StorableText
-from shared.validators import blank_to_none
+from shared.validators import StorableText, blank_to_none
 from task_service.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH, Priority
 
 MAX_TAGS = 10
