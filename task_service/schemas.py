@@ -27,8 +27,6 @@ from task_service.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH, Priori
 MAX_TAGS = 10
 TAG_MAX_LENGTH = 30
 SEARCH_MAX_LENGTH = 200
-MIN_DUE_YEAR = 1900
-MAX_DUE_YEAR = 9999
 # The largest id a BIGINT holds: bigger path or query numbers are a 422, not a database error.
 MAX_BIGINT = 2**63 - 1
 
@@ -68,14 +66,10 @@ def _to_utc(value: datetime | None) -> datetime | None:
     """Naive date-times are taken as UTC; others are converted to it."""
     if value is None:
         return None
-    out_of_range = f"must be between the years {MIN_DUE_YEAR} and {MAX_DUE_YEAR} in UTC"
     try:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00:00+01:00 would fall before year 1
-        raise ValueError(out_of_range) from None
-    if not MIN_DUE_YEAR <= value.year <= MAX_DUE_YEAR:
-        raise ValueError(out_of_range)
-    return value
+        raise ValueError("must be between the years 1 and 9999 in UTC") from None
 
 
 def _trimmed(max_length: int, min_length: int | None = None) -> StringConstraints:
@@ -100,7 +94,10 @@ DueDate = Annotated[
     datetime | None,
     BeforeValidator(_require_iso_date_time),
     AfterValidator(_to_utc),
-    Field(description="ISO-8601 date-time; without an offset it is taken as UTC"),
+    Field(
+        description="ISO-8601 date-time; without an offset it is taken as UTC. "
+        "Years 1 to 9999, in UTC."
+    ),
 ]
 
 

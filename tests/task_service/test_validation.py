@@ -56,10 +56,8 @@ def _error_locations(response: httpx2.Response) -> list[list[Any]]:
         ({"title": "ok", "due_date": 1_900_000_000}, ["body", "due_date"]),
         ({"title": "ok", "due_date": "1900000000"}, ["body", "due_date"]),
         ({"title": "ok", "due_date": ""}, ["body", "due_date"]),
-        ({"title": "ok", "due_date": "1899-12-31T23:59:59Z"}, ["body", "due_date"]),
         # In range as written, out of range once converted to UTC (or beyond what
         # Python's datetime can hold): still a 422, never an overflow error.
-        ({"title": "ok", "due_date": "1900-01-01T00:30:00+01:00"}, ["body", "due_date"]),
         ({"title": "ok", "due_date": "0001-01-01T00:00:00+01:00"}, ["body", "due_date"]),
         ({"title": "ok", "due_date": "9999-12-31T23:00:00-05:00"}, ["body", "due_date"]),
         ({"title": "ok", "due_date": "99999-01-01T00:00:00Z"}, ["body", "due_date"]),
@@ -124,7 +122,7 @@ async def test_missing_body_on_create_is_422(client: httpx2.AsyncClient) -> None
         ("due_date", "2030-01-31T17:00:00+02:00", "2030-01-31T15:00:00Z"),
         ("due_date", "2030-01-31T23:30:00-05:00", "2030-02-01T04:30:00Z"),
         ("due_date", "2030-01-31T17:00:00.250Z", "2030-01-31T17:00:00.250000Z"),
-        ("due_date", "1900-01-01T00:00:00Z", "1900-01-01T00:00:00Z"),
+        ("due_date", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
         ("due_date", "9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
         ("due_date", None, None),
     ],
