@@ -19,9 +19,9 @@ from gateway.routes import API_TITLE, router
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 from shared import __version__
-from shared.errors import unexpected_error, validation_error
+from shared.errors import validation_error
 from shared.logging import configure_logging
-from shared.middleware import RequestContextMiddleware
+from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from shared.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -84,11 +84,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.gateway = state
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected_error)
 
     # Added innermost first: requests meet RequestContext, then security headers, then
-    # CORS (which answers preflights itself), then the dispatch to a service or our routes.
+    # CORS (which answers preflights itself), then the 500 for unhandled errors (inside the
+    # others, so that answer gets their headers too), then the dispatch to a service or our
+    # routes.
     app.add_middleware(ProxyDispatchMiddleware, state=state)
+    app.add_middleware(UnhandledErrorMiddleware)
     exact, pattern = cors_origins(settings.allowed_origins)
     app.add_middleware(
         CORSMiddleware,
