@@ -81,6 +81,10 @@ class BodyTooLargeError(Exception):
     """The client sent more than the gateway accepts."""
 
 
+class ClientDisconnectedError(Exception):
+    """The client went away before its request body was complete."""
+
+
 def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Header names a `Connection` header marks as hop-by-hop."""
     tokens: set[bytes] = set()
@@ -183,7 +187,9 @@ async def proxy(
         while True:
             message: Message = await receive()
             if message["type"] == "http.disconnect":
-                return
+                # Ending the stream here would complete a truncated request upstream (or
+                # trip the client library over a short Content-Length): abort it instead.
+                raise ClientDisconnectedError
             chunk: bytes = message.get("body", b"")
             received += len(chunk)
             if received > max_body_bytes:
@@ -210,11 +216,16 @@ async def proxy(
     except BodyTooLargeError:
         await _error(send, 413, "Request body too large")
         return
+    except ClientDisconnectedError:
+        logger.info("Client left before sending its whole request to %s", upstream.name)
+        return
     except httpx2.TimeoutException:
         logger.warning("%s timed out", upstream.name)
         await _error(send, 504, f"{upstream.name} timed out")
         return
-    except httpx2.TransportError as exc:
+    except httpx2.HTTPError as exc:
+        # Any failure of the exchange, protocol errors on our side included, is the
+        # service's answer missing: a 502, never a 500.
         logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
         await _error(send, 502, f"{upstream.name} unreachable")
         return

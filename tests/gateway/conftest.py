@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
@@ -39,7 +39,8 @@ class Recorded:
 class StandIn:
     """An upstream that records each request and answers by path.
 
-    `/openapi.json` is answered without being recorded.
+    A request whose client goes away before the body is complete is recorded in `aborted`
+    only. `/openapi.json` is answered without being recorded.
     `/stream?size=N`: N bytes in 64 KiB chunks; after the first, waits for `release`.
     `/set-cookie`: sets a session cookie. `/stall`: never answers. `/hop`: sends hop-by-hop
     headers. Anything else: 200 with the request echoed as JSON.
@@ -47,6 +48,7 @@ class StandIn:
 
     name: str
     requests: list[Recorded] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     first_chunk_sent: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -59,6 +61,9 @@ class StandIn:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                self.aborted.append(scope["path"])
+                return
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
@@ -158,6 +163,25 @@ async def start_gateway(**overrides: Any) -> AsyncIterator[GatewayUnderTest]:
             yield GatewayUnderTest(url, auth, tasks)
 
 
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait for `condition` to hold; fail when it still does not after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"still not true after {within} s")
+        await asyncio.sleep(0.01)
+
+
+async def send_and_hang_up(url: str, data: bytes) -> None:
+    """Write raw bytes to the server at `url`, then close the connection."""
+    address = urlsplit(url)
+    _, writer = await asyncio.open_connection(address.hostname, address.port)
+    writer.write(data)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
 GatewayFactory = Callable[..., AbstractAsyncContextManager[GatewayUnderTest]]
 
 
@@ -178,6 +202,7 @@ def gateway(_shared_gateway: GatewayUnderTest) -> GatewayUnderTest:
     """A gateway with default settings, shared by a module, its stand-ins freshly reset."""
     for stand_in in (_shared_gateway.auth, _shared_gateway.tasks):
         stand_in.requests.clear()
+        stand_in.aborted.clear()
         stand_in.release = asyncio.Event()
         stand_in.first_chunk_sent = asyncio.Event()
     return _shared_gateway

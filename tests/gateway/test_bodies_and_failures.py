@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
 import httpx2
+import pytest
 import uvicorn
 
 from gateway.proxy import KEEPALIVE_EXPIRY_SECONDS
-from tests.gateway.conftest import GatewayFactory, GatewayUnderTest
+from tests.gateway.conftest import (
+    GatewayFactory,
+    GatewayUnderTest,
+    eventually,
+    send_and_hang_up,
+)
 from tests.support.http_server import free_port
 
 
@@ -135,3 +142,41 @@ def test_pooled_connections_expire_before_a_service_closes_them() -> None:
     service = uvicorn.Config(app="task_service.main:app")
 
     assert service.timeout_keep_alive > KEEPALIVE_EXPIRY_SECONDS
+
+
+def _handled(caplog: pytest.LogCaptureFixture, method: str, path: str) -> bool:
+    """Whether the gateway has written its access log line for this request."""
+    return any(
+        record.name == "access" and record.getMessage().startswith(f"{method} {path} ")
+        for record in caplog.records
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "head", "sent"),
+    [
+        ("/api/cut-declared/tasks", b"Content-Length: 900\r\n", b"x" * 10),
+        ("/api/cut-chunked/tasks", b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n"),
+    ],
+)
+async def test_an_upload_the_client_abandons_is_abandoned_upstream_too(
+    gateway: GatewayUnderTest,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    head: bytes,
+    sent: bytes,
+) -> None:
+    caplog.set_level(logging.INFO)
+    request = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\n" + head + b"\r\n" + sent
+
+    await send_and_hang_up(gateway.url, request)
+    upstream = gateway.tasks
+    await eventually(
+        lambda: _handled(caplog, "POST", path) and bool(upstream.aborted or upstream.requests)
+    )
+
+    # The service never sees a cut-off body as a whole request...
+    assert upstream.requests == []
+    assert upstream.aborted == [path]
+    # ...and a client hanging up is no error of the gateway's.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
