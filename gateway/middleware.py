@@ -6,12 +6,15 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.proxy import proxy
+from gateway.proxy import proxy, send_error
 from gateway.state import GatewayState
 
 
 class ProxyDispatchMiddleware:
-    """Sends `/auth/*` and `/api/*` to the services; everything else to the gateway's routes."""
+    """Sends `/auth/*` and `/api/*` to the services; everything else to the gateway's routes.
+
+    A path with dot segments is a 404 before any routing (see `has_dot_segment`).
+    """
 
     def __init__(self, app: ASGIApp, state: GatewayState) -> None:
         self.app = app
@@ -19,6 +22,9 @@ class ProxyDispatchMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if has_dot_segment(scope["path"]):
+                await send_error(send, 404, "Not Found")
+                return
             upstream = self.state.upstream_for(scope["path"])
             if upstream is not None:
                 await proxy(
@@ -31,6 +37,19 @@ class ProxyDispatchMiddleware:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether a (percent-decoded) path has a `.` or `..` segment, `;parameters` aside.
+
+    The client library resolves such segments before sending, so the service would get
+    another path than the one routed: `/api/x/../../health` is the service's own /health.
+    Encoded (`%2e%2e`) and parameter (`..;`) forms are refused too, as some servers read
+    them as `..`. No route of the API needs a dot segment.
+    """
+    if "." not in path:
+        return False
+    return any(segment.split(";", 1)[0] in {".", ".."} for segment in path.split("/"))
 
 
 class SecurityHeadersMiddleware:

@@ -150,7 +150,8 @@ def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
     return [(name, value) for name, value in raw if name not in dropped]
 
 
-async def _error(send: Send, status: int, detail: str) -> None:
+async def send_error(send: Send, status: int, detail: str) -> None:
+    """Answer with the API's `{"detail": ...}` error body."""
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -179,7 +180,7 @@ async def proxy(
     declared = _content_length(headers)
     if declared is not None and declared > max_body_bytes:
         # Answer before reading a byte of the body.
-        await _error(send, 413, "Request body too large")
+        await send_error(send, 413, "Request body too large")
         return
 
     async def body() -> AsyncIterator[bytes]:
@@ -214,20 +215,20 @@ async def proxy(
     try:
         response = await client.send(request, stream=True)
     except BodyTooLargeError:
-        await _error(send, 413, "Request body too large")
+        await send_error(send, 413, "Request body too large")
         return
     except ClientDisconnectedError:
         logger.info("Client left before sending its whole request to %s", upstream.name)
         return
     except httpx2.TimeoutException:
         logger.warning("%s timed out", upstream.name)
-        await _error(send, 504, f"{upstream.name} timed out")
+        await send_error(send, 504, f"{upstream.name} timed out")
         return
     except httpx2.HTTPError as exc:
         # Any failure of the exchange, protocol errors on our side included, is the
         # service's answer missing: a 502, never a 500.
         logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
-        await _error(send, 502, f"{upstream.name} unreachable")
+        await send_error(send, 502, f"{upstream.name} unreachable")
         return
 
     try:
