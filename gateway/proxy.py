@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import httpx2
 from starlette.types import Message, Receive, Scope, Send
@@ -232,18 +234,54 @@ async def proxy(
         return
 
     try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": response_headers(response),
-            }
-        )
-        async for chunk in response.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    except httpx2.TransportError as exc:
-        # The status line is gone already: all that is left is to end the response early.
-        logger.warning("%s failed mid-response: %s", upstream.name, type(exc).__name__)
+        if not await _unless_client_leaves(_relay(response, send, upstream), receive):
+            logger.info("Client left before the end of the response of %s", upstream.name)
     finally:
         await response.aclose()
+
+
+async def _relay(response: httpx2.Response, send: Send, upstream: Upstream) -> None:
+    """Stream the upstream's answer to the client, as received."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response_headers(response),
+        }
+    )
+    try:
+        async for chunk in response.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except httpx2.HTTPError as exc:
+        # The status line is gone already: all that is left is to end the response early.
+        logger.warning("%s failed mid-response: %s", upstream.name, type(exc).__name__)
+        return
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    # Only awaited once the request body has been read, so the disconnect is all that is
+    # left to receive (or, if the upstream stopped reading early, the rest of the body).
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(work: Coroutine[Any, Any, None], receive: Receive) -> bool:
+    """Run `work` to its end, or cancel it when the client disconnects first (False then).
+
+    The server ignores what is sent after a disconnect: without this the gateway would go
+    on reading the whole upstream response for no one.
+    """
+    working = asyncio.ensure_future(work)
+    leaving = asyncio.ensure_future(_until_disconnected(receive))
+    try:
+        await asyncio.wait((working, leaving), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        working.cancel()
+        leaving.cancel()
+        # Both must have stopped before the caller closes the response they read from.
+        await asyncio.wait((working, leaving))
+    if working.cancelled():
+        return False
+    working.result()  # raises what went wrong in there
+    return True

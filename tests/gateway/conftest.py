@@ -41,7 +41,8 @@ class StandIn:
 
     A request whose client goes away before the body is complete is recorded in `aborted`
     only. `/openapi.json` is answered without being recorded.
-    `/stream?size=N`: N bytes in 64 KiB chunks; after the first, waits for `release`.
+    `/stream?size=N`: N bytes in 64 KiB chunks; after the first, waits for `release`; sets
+    `client_gone` if the gateway hangs up before the end.
     `/set-cookie`: sets a session cookie. `/stall`: never answers. `/hop`: sends hop-by-hop
     headers. Anything else: 200 with the request echoed as JSON.
     """
@@ -51,6 +52,7 @@ class StandIn:
     aborted: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     first_chunk_sent: asyncio.Event = field(default_factory=asyncio.Event)
+    client_gone: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
@@ -78,7 +80,8 @@ class StandIn:
         self.requests.append(record)
         path = scope["path"]
         if path.endswith("/stream"):
-            await self._stream(send, int(parse_qs(scope["query_string"].decode())["size"][0]))
+            size = int(parse_qs(scope["query_string"].decode())["size"][0])
+            await self._stream(receive, send, size)
         elif path.endswith("/stall"):
             await asyncio.sleep(3600)
         elif path.endswith("/set-cookie"):
@@ -105,17 +108,26 @@ class StandIn:
             }
             await _json(send, echo, [(b"x-upstream", self.name.encode())])
 
-    async def _stream(self, send: Send, size: int) -> None:
+    async def _stream(self, receive: Receive, send: Send, size: int) -> None:
+        async def watch() -> None:
+            await receive()  # the body was read: only the disconnect is left to receive
+            self.client_gone.set()
+
+        watcher = asyncio.create_task(watch())
         chunk = b"x" * 65536
         await send({"type": "http.response.start", "status": 200, "headers": []})
         sent = 0
-        while sent < size:
-            piece = chunk[: size - sent]
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-            sent += len(piece)
-            if not self.first_chunk_sent.is_set():
-                self.first_chunk_sent.set()
-                await self.release.wait()
+        try:
+            while sent < size:
+                piece = chunk[: size - sent]
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                sent += len(piece)
+                if not self.first_chunk_sent.is_set():
+                    self.first_chunk_sent.set()
+                    await self.release.wait()
+        finally:
+            # Ending the response makes receive() return too: stop watching first.
+            watcher.cancel()
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -205,4 +217,5 @@ def gateway(_shared_gateway: GatewayUnderTest) -> GatewayUnderTest:
         stand_in.aborted.clear()
         stand_in.release = asyncio.Event()
         stand_in.first_chunk_sent = asyncio.Event()
+        stand_in.client_gone = asyncio.Event()
     return _shared_gateway

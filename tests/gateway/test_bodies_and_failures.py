@@ -40,6 +40,21 @@ async def test_large_response_streams_before_the_upstream_finishes(
     assert received == size
 
 
+async def test_a_response_is_dropped_upstream_when_the_client_leaves(
+    gateway: GatewayUnderTest,
+) -> None:
+    size = 20 * 1024 * 1024
+    async with (
+        gateway.client() as client,
+        client.stream("GET", f"/api/u/stream?size={size}") as response,
+    ):
+        await anext(response.aiter_raw())
+    # Leaving the block mid-body closed the connection; the upstream is still holding back.
+
+    await eventually(gateway.tasks.client_gone.is_set)
+    gateway.tasks.release.set()
+
+
 async def test_request_body_is_streamed_to_the_upstream(gateway: GatewayUnderTest) -> None:
     async def upload() -> AsyncIterator[bytes]:
         for _ in range(10):
