@@ -185,6 +185,8 @@ async def proxy(
         await send_error(send, 413, "Request body too large")
         return
 
+    body_read = asyncio.Event()
+
     async def body() -> AsyncIterator[bytes]:
         received = 0
         while True:
@@ -200,6 +202,7 @@ async def proxy(
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
+                body_read.set()
                 return
 
     path: bytes = scope.get("raw_path") or scope["path"].encode()
@@ -207,13 +210,24 @@ async def proxy(
     url = upstream.base_url + path.decode("latin-1")
     if query:
         url += "?" + query.decode("latin-1")
+    has_body = _has_body(headers)
+    if not has_body:
+        body_read.set()
     request = client.build_request(
         scope["method"],
         url,
         headers=request_headers(scope),
-        content=body() if _has_body(headers) else None,
+        content=body() if has_body else None,
     )
+    exchange = _exchange(request, send, client=client, upstream=upstream)
+    if not await _unless_client_leaves(exchange, receive, after=body_read):
+        logger.info("Client left before the answer of %s was complete", upstream.name)
 
+
+async def _exchange(
+    request: httpx2.Request, send: Send, *, client: httpx2.AsyncClient, upstream: Upstream
+) -> None:
+    """Send `request` upstream and relay the answer, or answer the failure."""
     try:
         response = await client.send(request, stream=True)
     except BodyTooLargeError:
@@ -232,10 +246,8 @@ async def proxy(
         logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
         await send_error(send, 502, f"{upstream.name} unreachable")
         return
-
     try:
-        if not await _unless_client_leaves(_relay(response, send, upstream), receive):
-            logger.info("Client left before the end of the response of %s", upstream.name)
+        await _relay(response, send, upstream)
     finally:
         await response.aclose()
 
@@ -259,27 +271,31 @@ async def _relay(response: httpx2.Response, send: Send, upstream: Upstream) -> N
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _until_disconnected(receive: Receive) -> None:
-    # Only awaited once the request body has been read, so the disconnect is all that is
-    # left to receive (or, if the upstream stopped reading early, the rest of the body).
+async def _until_disconnected(receive: Receive, after: asyncio.Event) -> None:
+    # Only one reader at a time: the request body's stream reads until `after` is set. Then
+    # the disconnect is all there is left to receive (or, should the upstream have stopped
+    # reading early, the rest of the body, which nobody wants any more).
+    await after.wait()
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def _unless_client_leaves(work: Coroutine[Any, Any, None], receive: Receive) -> bool:
+async def _unless_client_leaves(
+    work: Coroutine[Any, Any, None], receive: Receive, *, after: asyncio.Event
+) -> bool:
     """Run `work` to its end, or cancel it when the client disconnects first (False then).
 
-    The server ignores what is sent after a disconnect: without this the gateway would go
-    on reading the whole upstream response for no one.
+    Disconnects are watched for once `after` is set (the request body has been read). The
+    server ignores what is sent after a disconnect: without this the gateway would go on
+    waiting for, and reading, an upstream answer for no one.
     """
     working = asyncio.ensure_future(work)
-    leaving = asyncio.ensure_future(_until_disconnected(receive))
+    leaving = asyncio.ensure_future(_until_disconnected(receive, after))
     try:
         await asyncio.wait((working, leaving), return_when=asyncio.FIRST_COMPLETED)
     finally:
         working.cancel()
         leaving.cancel()
-        # Both must have stopped before the caller closes the response they read from.
         await asyncio.wait((working, leaving))
     if working.cancelled():
         return False

@@ -41,10 +41,10 @@ class StandIn:
 
     A request whose client goes away before the body is complete is recorded in `aborted`
     only. `/openapi.json` is answered without being recorded.
-    `/stream?size=N`: N bytes in 64 KiB chunks; after the first, waits for `release`; sets
-    `client_gone` if the gateway hangs up before the end.
-    `/set-cookie`: sets a session cookie. `/stall`: never answers. `/hop`: sends hop-by-hop
-    headers. Anything else: 200 with the request echoed as JSON.
+    `/stream?size=N`: N bytes in 64 KiB chunks; after the first, waits for `release`.
+    `/stall`: never answers. Both set `client_gone` when the gateway hangs up early.
+    `/set-cookie`: sets a session cookie. `/hop`: sends hop-by-hop headers. Anything else:
+    200 with the request echoed as JSON.
     """
 
     name: str
@@ -83,7 +83,8 @@ class StandIn:
             size = int(parse_qs(scope["query_string"].decode())["size"][0])
             await self._stream(receive, send, size)
         elif path.endswith("/stall"):
-            await asyncio.sleep(3600)
+            await receive()  # the body was read: only the disconnect is left to receive
+            self.client_gone.set()
         elif path.endswith("/set-cookie"):
             await _json(send, {"ok": True}, [(b"set-cookie", b"session=user-a; Path=/")])
         elif path.endswith("/hop"):
@@ -150,7 +151,7 @@ class GatewayUnderTest:
     tasks: StandIn
 
     def client(self, **kwargs: Any) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(base_url=self.url, timeout=10, **kwargs)
+        return httpx2.AsyncClient(base_url=self.url, **{"timeout": 10, **kwargs})
 
 
 @asynccontextmanager

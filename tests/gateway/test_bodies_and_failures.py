@@ -55,6 +55,17 @@ async def test_a_response_is_dropped_upstream_when_the_client_leaves(
     gateway.tasks.release.set()
 
 
+async def test_a_request_is_dropped_upstream_when_the_client_stops_waiting(
+    gateway: GatewayUnderTest,
+) -> None:
+    async with gateway.client(timeout=0.5) as client:
+        with pytest.raises(httpx2.ReadTimeout):
+            await client.get("/api/u/stall")
+
+    # The gateway's own upstream timeout is 30 s: it must not wait that long for no one.
+    await eventually(gateway.tasks.client_gone.is_set)
+
+
 async def test_request_body_is_streamed_to_the_upstream(gateway: GatewayUnderTest) -> None:
     async def upload() -> AsyncIterator[bytes]:
         for _ in range(10):
