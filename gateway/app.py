@@ -14,10 +14,10 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateway.middleware import ProxyDispatchMiddleware, SecurityHeadersMiddleware, cors_origins
 from gateway.openapi import OpenAPICache
-from gateway.proxy import Upstream, create_client
 from gateway.routes import API_TITLE, router
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
+from gateway.upstream import open_upstream
 from shared import __version__
 from shared.errors import validation_error
 from shared.logging import configure_logging
@@ -41,9 +41,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway; settings come from the environment unless given."""
     settings = settings or load_settings(GatewaySettings)
     configure_logging(settings.log_level, "gateway")
-    client = create_client(
-        connect_timeout=settings.upstream_connect_timeout, timeout=settings.upstream_timeout
-    )
+    timeouts = {
+        "connect_timeout": settings.upstream_connect_timeout,
+        "timeout": settings.upstream_timeout,
+        "probe_timeout": settings.health_timeout,
+    }
+    auth = open_upstream("Auth service", settings.auth_service_url, **timeouts)
+    tasks = open_upstream("Task service", settings.task_service_url, **timeouts)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +61,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             warm_up.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await warm_up
-            await client.aclose()
+            await auth.aclose()
+            await tasks.aclose()
 
     app = FastAPI(
         title=API_TITLE,
@@ -72,14 +77,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(router)
     state = GatewayState(
         settings=settings,
-        auth=Upstream("Auth service", settings.auth_service_url),
-        tasks=Upstream("Task service", settings.task_service_url),
-        client=client,
+        auth=auth,
+        tasks=tasks,
         openapi=OpenAPICache(
-            client,
-            app.openapi(),
-            {"Auth": settings.auth_service_url, "Tasks": settings.task_service_url},
-            timeout=settings.health_timeout,
+            app.openapi(), {"Auth": auth, "Tasks": tasks}, timeout=settings.health_timeout
         ),
     )
     app.state.gateway = state

@@ -31,7 +31,6 @@ class ProxyDispatchMiddleware:
                     scope,
                     receive,
                     send,
-                    client=self.state.client,
                     upstream=upstream,
                     max_body_bytes=self.state.settings.max_body_bytes,
                 )

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx2
 
+from gateway.upstream import Upstream
+
 logger = logging.getLogger(__name__)
 
 # Each service documents its own health routes; the gateway's /health replaces them.
@@ -133,15 +135,13 @@ class OpenAPICache:
 
     def __init__(
         self,
-        client: httpx2.AsyncClient,
         base: OpenAPI,
-        services: Mapping[str, str],
+        services: Mapping[str, Upstream],
         *,
         timeout: float,
         poll_interval: float = 1.0,
         max_age: float = 300.0,
     ) -> None:
-        self.client = client
         self.base = base
         self.services = dict(services)
         self.timeout = timeout
@@ -176,9 +176,11 @@ class OpenAPICache:
 
     async def _fetch(self, prefix: str, now: float) -> bool:
         """Fetch one service's document; True when what is cached changed."""
-        url = f"{self.services[prefix]}/openapi.json"
+        upstream = self.services[prefix]
         try:
-            response = await self.client.get(url, timeout=self.timeout)
+            response = await upstream.probe_client.get(
+                f"{upstream.base_url}/openapi.json", timeout=self.timeout
+            )
             response.raise_for_status()
             document = response.json()
             if not isinstance(document, dict):

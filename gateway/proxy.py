@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import json
 import logging
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 from starlette.types import Message, Receive, Scope, Send
+
+from gateway.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -36,47 +36,8 @@ _REPLACED_REQUEST = frozenset(
 _DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST
 # The gateway's server adds its own Date and Server.
 _DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """A service the gateway forwards to."""
-
-    name: str
-    base_url: str
-
-
-class _RefuseAllCookies(http.cookiejar.DefaultCookiePolicy):
-    """The shared client serves every user: it must never keep one user's cookie."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-
-# An idle pooled connection is dropped before a service would close it (uvicorn does after
-# 5 s idle by default). With equal timeouts the gateway can send a request on a connection
-# the service is closing at that moment, and the client gets a 502 for nothing.
-KEEPALIVE_EXPIRY_SECONDS = 4.0
-
-
-def create_client(
-    *, connect_timeout: float, timeout: float, max_connections: int = 200
-) -> httpx2.AsyncClient:
-    """The one client of the gateway: keep-alive pool, no redirects, no cookies, no env."""
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(timeout, connect=connect_timeout),
-        limits=httpx2.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-        ),
-        follow_redirects=False,
-        trust_env=False,
-        cookies=http.cookiejar.CookieJar(policy=_RefuseAllCookies()),
-    )
+# Seconds a client told "busy" (503) should wait before trying again.
+BUSY_RETRY_AFTER_SECONDS = 5
 
 
 class BodyTooLargeError(Exception):
@@ -152,7 +113,9 @@ def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
     return [(name, value) for name, value in raw if name not in dropped]
 
 
-async def send_error(send: Send, status: int, detail: str) -> None:
+async def send_error(
+    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """Answer with the API's `{"detail": ...}` error body."""
     body = json.dumps({"detail": detail}).encode()
     await send(
@@ -162,6 +125,7 @@ async def send_error(send: Send, status: int, detail: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )
@@ -173,7 +137,6 @@ async def proxy(
     receive: Receive,
     send: Send,
     *,
-    client: httpx2.AsyncClient,
     upstream: Upstream,
     max_body_bytes: int,
 ) -> None:
@@ -213,28 +176,34 @@ async def proxy(
     has_body = _has_body(headers)
     if not has_body:
         body_read.set()
-    request = client.build_request(
+    request = upstream.client.build_request(
         scope["method"],
         url,
         headers=request_headers(scope),
         content=body() if has_body else None,
     )
-    exchange = _exchange(request, send, client=client, upstream=upstream)
+    exchange = _exchange(request, send, upstream)
     if not await _unless_client_leaves(exchange, receive, after=body_read):
         logger.info("Client left before the answer of %s was complete", upstream.name)
 
 
-async def _exchange(
-    request: httpx2.Request, send: Send, *, client: httpx2.AsyncClient, upstream: Upstream
-) -> None:
+async def _exchange(request: httpx2.Request, send: Send, upstream: Upstream) -> None:
     """Send `request` upstream and relay the answer, or answer the failure."""
     try:
-        response = await client.send(request, stream=True)
+        response = await upstream.client.send(request, stream=True)
     except BodyTooLargeError:
         await send_error(send, 413, "Request body too large")
         return
     except ClientDisconnectedError:
         logger.info("Client left before sending its whole request to %s", upstream.name)
+        return
+    except httpx2.PoolTimeout:
+        # Every connection to the service is busy: not the service being slow to answer.
+        logger.warning("%s busy: no free connection", upstream.name)
+        retry_after = str(BUSY_RETRY_AFTER_SECONDS).encode()
+        await send_error(
+            send, 503, f"{upstream.name} is busy, retry shortly", [(b"retry-after", retry_after)]
+        )
         return
     except httpx2.TimeoutException:
         logger.warning("%s timed out", upstream.name)

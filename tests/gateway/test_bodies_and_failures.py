@@ -11,7 +11,8 @@ import httpx2
 import pytest
 import uvicorn
 
-from gateway.proxy import KEEPALIVE_EXPIRY_SECONDS
+import gateway.upstream
+from gateway.upstream import KEEPALIVE_EXPIRY_SECONDS
 from tests.gateway.conftest import (
     GatewayFactory,
     GatewayUnderTest,
@@ -125,6 +126,36 @@ async def test_stalled_upstream_is_a_504_after_the_timeout(make_gateway: Gateway
     assert response.status_code == 504
     assert response.json() == {"detail": "Auth service timed out"}
     assert elapsed < 5
+
+
+async def test_a_saturated_service_is_503_busy_and_holds_up_nothing_else(
+    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway.upstream, "MAX_CONNECTIONS_PER_SERVICE", 3)
+    async with (
+        make_gateway(upstream_connect_timeout=0.5) as running,
+        running.client() as client,
+    ):
+        stalled = [asyncio.create_task(client.get("/api/u/stall")) for _ in range(3)]
+        await eventually(lambda: len(running.tasks.requests) == 3)
+
+        busy = await client.get("/api/u/tasks")
+        auth = await client.get("/auth/login")
+        health = await client.get("/health")
+        spec = await client.get("/openapi.json")
+
+        for request in stalled:
+            request.cancel()
+        await asyncio.gather(*stalled, return_exceptions=True)
+
+    assert busy.status_code == 503
+    assert busy.json() == {"detail": "Task service is busy, retry shortly"}
+    assert busy.headers["retry-after"] == "5"
+    assert auth.status_code == 200
+    assert auth.json()["service"] == "auth"
+    # The stand-in was asked, not given up on: its echo is in the report.
+    assert health.json()["services"]["tasks"]["service"] == "tasks"
+    assert spec.status_code == 200
 
 
 async def test_health_is_ok_when_every_service_is(gateway: GatewayUnderTest) -> None:
