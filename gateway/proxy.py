@@ -176,11 +176,16 @@ async def proxy(
     has_body = _has_body(headers)
     if not has_body:
         body_read.set()
-    request = upstream.client.build_request(
+    # Not client.build_request: that adds the client's own Accept, Accept-Encoding and
+    # User-Agent, and bodies are relayed as they are, so a service could compress for a
+    # client that never asked. The timeouts are set as build_request would: the request
+    # itself carries them (httpx2's send fills them in too, but nothing should hang on it).
+    request = httpx2.Request(
         scope["method"],
         url,
         headers=request_headers(scope),
         content=body() if has_body else None,
+        extensions={"timeout": upstream.client.timeout.as_dict()},
     )
     exchange = _exchange(request, send, upstream)
     if not await _unless_client_leaves(exchange, receive, after=body_read):

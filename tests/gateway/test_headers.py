@@ -7,6 +7,7 @@ from starlette.types import Scope
 
 from gateway.proxy import request_headers
 from tests.gateway.conftest import GatewayUnderTest
+from tests.support.raw_http import raw_request
 
 
 async def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayUnderTest) -> None:
@@ -30,6 +31,25 @@ async def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayUnderTest) -
         assert recorded.header(name) is None, name
     assert recorded.header("x-custom") == "kept"
     assert recorded.header("authorization") == "Bearer t"
+
+
+async def test_the_upstream_gets_no_header_the_client_did_not_send(
+    gateway: GatewayUnderTest,
+) -> None:
+    # Sent by hand: a client library would add Accept, Accept-Encoding and User-Agent.
+    await raw_request(gateway.url, "GET", "/api/u/tasks", [("x-custom", "kept")])
+
+    recorded = gateway.tasks.requests[-1]
+    # Above all no Accept-Encoding: the body comes back as the service sends it, so a
+    # compressed one would reach a client that never asked for compression.
+    assert {name for name, _ in recorded.headers} == {
+        "host",
+        "x-custom",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    }
 
 
 async def test_hop_by_hop_response_headers_are_dropped(gateway: GatewayUnderTest) -> None:
