@@ -79,26 +79,17 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     incoming: list[tuple[bytes, bytes]] = scope["headers"]
     marked = _connection_tokens(incoming)
     dropped = _DROPPED_REQUEST | marked if marked else _DROPPED_REQUEST
-    headers = []
-    forwarded_for = host = b""
-    for name, value in incoming:
-        if name not in dropped:
-            headers.append((name, value))
-        elif name == b"x-forwarded-for":
-            forwarded_for = forwarded_for + b", " + value if forwarded_for else value
-        elif name == b"host":
-            host = value
+    headers = [(name, value) for name, value in incoming if name not in dropped]
 
     client = scope.get("client")
-    client_host = client[0].encode("latin-1") if client else b"unknown"
-    # Uvicorn's --proxy-headers has already resolved the client from trusted front proxies.
-    # The services take the right-most entry as the client: make sure it is that one.
-    if not forwarded_for:
-        forwarded_for = client_host
-    elif forwarded_for.rsplit(b",", 1)[-1].strip() != client_host:
-        forwarded_for += b", " + client_host
-    headers.append((b"x-forwarded-for", forwarded_for))
+    # The services trust the gateway's X-Forwarded-For (uvicorn --proxy-headers) and count
+    # rate limits by it. The gateway's own uvicorn has already resolved the client from
+    # trusted front proxies: that address is all that is passed on. Entries to its left
+    # were written by the client and are worth nothing; kept, they would let a client pick
+    # its address wherever a service trusts more than the gateway.
+    headers.append((b"x-forwarded-for", client[0].encode("latin-1") if client else b"unknown"))
     headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
+    host = next((value for name, value in incoming if name == b"host"), None)
     if host:
         headers.append((b"x-forwarded-host", host))
     request_id = scope.get("state", {}).get("request_id")

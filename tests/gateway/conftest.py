@@ -155,16 +155,21 @@ class GatewayUnderTest:
 
 
 @asynccontextmanager
-async def running_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
+async def running_gateway(
+    settings: GatewaySettings, *, forwarded_allow_ips: str | None = None
+) -> AsyncIterator[str]:
     """The gateway app with its lifespan, served on a free loopback port."""
     app = create_app(settings)
-    async with LifespanManager(app), serve(app) as url:
+    async with LifespanManager(app), serve(app, forwarded_allow_ips=forwarded_allow_ips) as url:
         yield url
 
 
 @asynccontextmanager
-async def start_gateway(**overrides: Any) -> AsyncIterator[GatewayUnderTest]:
-    """Stand-in upstreams and a gateway in front of them; settings may be overridden."""
+async def start_gateway(
+    *, forwarded_allow_ips: str | None = None, **overrides: Any
+) -> AsyncIterator[GatewayUnderTest]:
+    """Stand-in upstreams and a gateway in front of them; settings may be overridden, and
+    whom the gateway's server trusts for forwarding headers (default: 127.0.0.1)."""
     auth, tasks = StandIn("auth"), StandIn("tasks")
     async with serve(auth) as auth_url, serve(tasks) as tasks_url:
         values: dict[str, Any] = {
@@ -172,7 +177,8 @@ async def start_gateway(**overrides: Any) -> AsyncIterator[GatewayUnderTest]:
             "task_service_url": tasks_url,
             **overrides,
         }
-        async with running_gateway(GatewaySettings(_env_file=None, **values)) as url:
+        settings = GatewaySettings(_env_file=None, **values)
+        async with running_gateway(settings, forwarded_allow_ips=forwarded_allow_ips) as url:
             yield GatewayUnderTest(url, auth, tasks)
 
 
