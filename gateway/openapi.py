@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 _SERVICE_ONLY_PATHS = frozenset({"/health", "/health/live"})
 _REF_PREFIX = "#/components/"
 _SCHEMA_REF = _REF_PREFIX + "schemas/"
+_SCHEME_REF = _REF_PREFIX + "securitySchemes/"
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 OpenAPI = dict[str, Any]
 
@@ -49,10 +51,12 @@ def _clashes(merged: OpenAPI, document: OpenAPI) -> dict[str, str]:
 def merge_openapi(base: OpenAPI, services: Mapping[str, OpenAPI]) -> OpenAPI:
     """Merge service documents into `base` (the gateway's own document).
 
-    Paths are added as they are, except the services' health routes. Components with the
-    same name and content are kept once; a same-name component with other content is
-    renamed with the service's prefix (`Tasks` + `Item`), and that service's references
-    follow it.
+    Paths are added as they are, except the services' health routes. An operation (path
+    and method) documented twice is kept as first seen, the gateway's own before the
+    services' in the order given, with a warning: the gateway routes each path to one
+    service only. Components with the same name and content are kept once; a same-name
+    component with other content is renamed with the service's prefix (`Tasks` + `Item`),
+    and that service's references (and security requirements) follow it.
     """
     merged = copy.deepcopy(base)
     merged_components = merged.setdefault("components", {})
@@ -69,14 +73,26 @@ def merge_openapi(base: OpenAPI, services: Mapping[str, OpenAPI]) -> OpenAPI:
                 section = ref[len(_REF_PREFIX) :].split("/", 1)[0]
                 renames[ref] = f"{_REF_PREFIX}{section}/{prefix}{name}"
             document = _rewrite_refs(_rename_components(original, renames), renames)
+        document = _rename_security_requirements(document, renames)
 
         for section, components in document.get("components", {}).items():
             target = merged_components.setdefault(section, {})
             for name, value in components.items():
                 target.setdefault(name, value)
-        for path, operations in document.get("paths", {}).items():
-            if path not in _SERVICE_ONLY_PATHS:
-                merged.setdefault("paths", {}).setdefault(path, {}).update(operations)
+        for path, item in document.get("paths", {}).items():
+            if path in _SERVICE_ONLY_PATHS:
+                continue
+            target = merged.setdefault("paths", {}).setdefault(path, {})
+            for key, value in item.items():
+                if key not in target:
+                    target[key] = value
+                elif target[key] != value:
+                    logger.warning(
+                        "OpenAPI: %s %s of %s is documented already; keeping the first",
+                        key.upper(),
+                        path,
+                        prefix,
+                    )
         for tag in document.get("tags", []):
             tags.setdefault(tag["name"], tag)
 
@@ -94,17 +110,28 @@ def _refs(node: Any) -> set[str]:
     return set()
 
 
+def _schema_refs(node: Any) -> set[str]:
+    return {ref for ref in _refs(node) if ref.startswith(_SCHEMA_REF)}
+
+
 def _without_unused_schemas(document: OpenAPI) -> OpenAPI:
-    """Drop schemas nothing reaches (those of the services' health routes, for one)."""
-    schemas = document.get("components", {}).get("schemas", {})
+    """Drop schemas nothing reaches (those of the services' health routes, for one).
+
+    Only schemas are dropped, so a reference from anywhere else in the document (paths,
+    other components such as responses or parameters) keeps the schema it names, and the
+    schemas that one names in turn.
+    """
+    components = document.get("components", {})
+    schemas = components.get("schemas", {})
+    rest = {section: value for section, value in components.items() if section != "schemas"}
     reachable: set[str] = set()
-    pending = _refs(document.get("paths", {}))
+    pending = _schema_refs({**document, "components": rest})
     while pending:
         reachable |= pending
         pending = {
             ref
-            for name in (r.rsplit("/", 1)[1] for r in pending if r.startswith(_SCHEMA_REF))
-            for ref in _refs(schemas.get(name, {}))
+            for found in pending
+            for ref in _schema_refs(schemas.get(found.removeprefix(_SCHEMA_REF)))
         } - reachable
     document["components"]["schemas"] = {
         name: value for name, value in schemas.items() if f"{_SCHEMA_REF}{name}" in reachable
@@ -122,6 +149,35 @@ def _rename_components(document: OpenAPI, renames: Mapping[str, str]) -> OpenAPI
         for section, entries in document.get("components", {}).items()
     }
     return {**document, "components": components}
+
+
+def _rename_security_requirements(document: OpenAPI, renames: Mapping[str, str]) -> OpenAPI:
+    """Operations name the security schemes they require instead of `$ref`ing them: a
+    renamed scheme has to be renamed there too."""
+    schemes = {
+        old.removeprefix(_SCHEME_REF): new.removeprefix(_SCHEME_REF)
+        for old, new in renames.items()
+        if old.startswith(_SCHEME_REF)
+    }
+    if not schemes:
+        return document
+
+    def renamed(operation: Any) -> Any:
+        if not isinstance(operation, dict) or "security" not in operation:
+            return operation
+        requirements = [
+            {schemes.get(name, name): scopes for name, scopes in requirement.items()}
+            for requirement in operation["security"]
+        ]
+        return {**operation, "security": requirements}
+
+    paths = {
+        path: {
+            key: renamed(value) if key in _HTTP_METHODS else value for key, value in item.items()
+        }
+        for path, item in document.get("paths", {}).items()
+    }
+    return {**document, "paths": paths}
 
 
 class OpenAPICache:
