@@ -61,6 +61,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             warm_up.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await warm_up
+            await state.openapi.aclose()
             await auth.aclose()
             await tasks.aclose()
 

@@ -184,9 +184,9 @@ class OpenAPICache:
     """The merged document: fetched from the services, cached, refetched when stale.
 
     A service that is down leaves its part out until it answers. A request for the document
-    asks again for every missing part (concurrent requests share one attempt), so a partial
-    document is never kept as the final one; a stale part that cannot be refreshed keeps
-    serving.
+    asks again for every missing part (concurrent requests share one attempt in flight), so
+    a partial document is never kept as the final one; a stale part that cannot be
+    refreshed keeps serving.
     """
 
     def __init__(
@@ -206,7 +206,7 @@ class OpenAPICache:
         self._documents: dict[str, OpenAPI] = {}
         self._fetched_at: dict[str, float] = {}
         self._merged: OpenAPI | None = None
-        self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Future[OpenAPI] | None = None
 
     @property
     def complete(self) -> bool:
@@ -214,21 +214,37 @@ class OpenAPICache:
 
     async def get(self) -> OpenAPI:
         """The merged document, fetching what is missing or stale first."""
-        async with self._lock:
-            now = time.monotonic()
-            due = [
-                prefix
-                for prefix in self.services
-                if now - self._fetched_at.get(prefix, -float("inf")) > self.max_age
-            ]
-            if due:
-                results = await asyncio.gather(*(self._fetch(prefix, now) for prefix in due))
-                if any(results):
-                    self._merged = None
-            if self._merged is None:
-                parts = {p: self._documents[p] for p in self.services if p in self._documents}
-                self._merged = merge_openapi(self.base, parts)
+        if self._merged is not None and not self._due(time.monotonic()):
             return self._merged
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+        # Shielded: a caller that is cancelled must not cancel the others' fetch.
+        return await asyncio.shield(self._refreshing)
+
+    async def aclose(self) -> None:
+        """Stop a fetch still in flight (at shutdown)."""
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refreshing.cancel()
+            await asyncio.wait([self._refreshing])
+
+    def _due(self, now: float) -> list[str]:
+        return [
+            prefix
+            for prefix in self.services
+            if now - self._fetched_at.get(prefix, -float("inf")) > self.max_age
+        ]
+
+    async def _refresh(self) -> OpenAPI:
+        now = time.monotonic()
+        due = self._due(now)
+        if due:
+            results = await asyncio.gather(*(self._fetch(prefix, now) for prefix in due))
+            if any(results):
+                self._merged = None
+        if self._merged is None:
+            parts = {p: self._documents[p] for p in self.services if p in self._documents}
+            self._merged = merge_openapi(self.base, parts)
+        return self._merged
 
     async def _fetch(self, prefix: str, now: float) -> bool:
         """Fetch one service's document; True when what is cached changed."""

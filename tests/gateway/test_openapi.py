@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,14 @@ import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
+from starlette.types import Receive, Scope, Send
 
 from auth_service.app import create_app as create_auth_app
 from auth_service.settings import AuthSettings
 from gateway.app import create_app as create_gateway_app
-from gateway.openapi import merge_openapi
+from gateway.openapi import OpenAPICache, merge_openapi
 from gateway.settings import GatewaySettings
+from gateway.upstream import open_upstream
 from task_service.app import create_app as create_task_app
 from task_service.settings import TaskSettings
 from tests.gateway.conftest import running_gateway
@@ -206,6 +209,30 @@ def test_an_operation_two_services_document_keeps_the_first_and_warns(
     assert merged["paths"]["/x"]["post"] == tasks["paths"]["/x"]["post"]
     assert "B" not in merged["components"]["schemas"]
     assert any("GET /x" in record.getMessage() for record in caplog.records)
+
+
+async def test_concurrent_readers_share_one_fetch_of_a_stalled_service() -> None:
+    fetches = 0
+
+    async def stalled(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal fetches
+        fetches += 1
+        while (await receive())["type"] != "http.disconnect":
+            pass  # never answers
+
+    async with serve(stalled) as url:
+        upstream = open_upstream(
+            "Task service", url, connect_timeout=1, timeout=1, probe_timeout=0.5
+        )
+        cache = OpenAPICache(BASE, {"Tasks": upstream}, timeout=0.5)
+        try:
+            documents = await asyncio.gather(*(cache.get() for _ in range(5)))
+        finally:
+            await cache.aclose()
+            await upstream.aclose()
+
+    assert fetches == 1
+    assert all(document["paths"] == BASE["paths"] for document in documents)
 
 
 def _all_refs(node: Any) -> list[str]:
