@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.types import Scope
 
-from gateway.proxy import request_headers
+from gateway.headers import request_headers
 from tests.gateway.conftest import GatewayFactory, GatewayUnderTest
 from tests.support.raw_http import raw_request
 
