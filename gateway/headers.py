@@ -7,18 +7,14 @@ from starlette.types import Scope
 
 # Meaningful for one connection only (RFC 9110 section 7.6.1): never forwarded either way.
 HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-    }
+    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
 )
+# Nor is any Proxy-* header (Proxy-Authorization, Proxy-Connection, Proxy-Status, ...):
+# each is meant for one proxy hop, not for the next.
+_PROXY_PREFIX = b"proxy-"
+# CORS is the gateway's alone: a service's Access-Control-* headers could admit origins
+# the gateway refuses.
+_CORS_PREFIX = b"access-control-"
 # Replaced by the gateway's own values on the way in.
 _REPLACED_REQUEST = frozenset(
     {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
@@ -42,7 +38,11 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     incoming: list[tuple[bytes, bytes]] = scope["headers"]
     marked = _connection_tokens(incoming)
     dropped = _DROPPED_REQUEST | marked if marked else _DROPPED_REQUEST
-    headers = [(name, value) for name, value in incoming if name not in dropped]
+    headers = [
+        (name, value)
+        for name, value in incoming
+        if name not in dropped and not name.startswith(_PROXY_PREFIX)
+    ]
 
     client = scope.get("client")
     # The services trust the gateway's X-Forwarded-For (uvicorn --proxy-headers) and count
@@ -62,6 +62,11 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
 
 
 def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
+    """The service's headers minus hop-by-hop, Proxy-* and CORS ones, and Date and Server."""
     raw = [(name.lower(), value) for name, value in response.headers.raw]
     dropped = _DROPPED_RESPONSE | _connection_tokens(raw)
-    return [(name, value) for name, value in raw if name not in dropped]
+    return [
+        (name, value)
+        for name, value in raw
+        if name not in dropped and not name.startswith((_PROXY_PREFIX, _CORS_PREFIX))
+    ]

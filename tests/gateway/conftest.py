@@ -43,8 +43,8 @@ class StandIn:
     only. `/openapi.json` is answered without being recorded.
     `/stream?size=N`: N bytes in 64 KiB chunks; after the first, waits for `release`.
     `/stall`: never answers. Both set `client_gone` when the gateway hangs up early.
-    `/set-cookie`: sets a session cookie. `/hop`: sends hop-by-hop headers. Anything else:
-    200 with the request echoed as JSON.
+    `/set-cookie`: sets a session cookie. `/hop`: sends hop-by-hop, Proxy-* and CORS
+    headers. Anything else: 200 with the request echoed as JSON.
     """
 
     name: str
@@ -95,6 +95,9 @@ class StandIn:
                     (b"connection", b"x-hop-private"),
                     (b"x-hop-private", b"secret"),
                     (b"keep-alive", b"timeout=5"),
+                    (b"proxy-status", b"stand-in"),
+                    (b"access-control-allow-origin", b"*"),
+                    (b"access-control-allow-credentials", b"true"),
                     (b"x-kept", b"yes"),
                 ],
             )

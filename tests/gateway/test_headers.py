@@ -20,6 +20,7 @@ async def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayUnderTest) -
                 "Keep-Alive": "timeout=5",
                 "TE": "trailers",
                 "Proxy-Authorization": "Basic eA==",
+                "Proxy-Custom": "for a proxy hop",
                 "Upgrade": "websocket",
                 "X-Custom": "kept",
                 "Authorization": "Bearer t",
@@ -27,7 +28,7 @@ async def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayUnderTest) -
         )
 
     recorded = gateway.tasks.requests[-1]
-    for name in ("x-private", "keep-alive", "te", "proxy-authorization", "upgrade"):
+    for name in ("x-private", "keep-alive", "te", "proxy-authorization", "proxy-custom", "upgrade"):
         assert recorded.header(name) is None, name
     assert recorded.header("x-custom") == "kept"
     assert recorded.header("authorization") == "Bearer t"
@@ -52,13 +53,19 @@ async def test_the_upstream_gets_no_header_the_client_did_not_send(
     }
 
 
-async def test_hop_by_hop_response_headers_are_dropped(gateway: GatewayUnderTest) -> None:
+async def test_hop_by_hop_proxy_and_cors_response_headers_are_dropped(
+    gateway: GatewayUnderTest,
+) -> None:
     async with gateway.client() as client:
         response = await client.get("/api/u/hop")
+        refused = await client.get("/api/u/hop", headers={"Origin": "https://evil.example"})
 
     assert response.headers["x-kept"] == "yes"
-    assert "x-hop-private" not in response.headers
-    assert "keep-alive" not in response.headers
+    for name in ("x-hop-private", "keep-alive", "proxy-status"):
+        assert name not in response.headers, name
+    # CORS is the gateway's alone: the service's own answer would admit any origin.
+    assert not [name for name in response.headers if name.startswith("access-control-")]
+    assert "access-control-allow-origin" not in refused.headers
 
 
 async def test_upstream_sees_its_own_host_and_forwarding_headers(
