@@ -10,9 +10,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from starlette.middleware.cors import CORSMiddleware
 
-from gateway.middleware import ProxyDispatchMiddleware, SecurityHeadersMiddleware, cors_origins
+from gateway.middleware import (
+    JSONCORSMiddleware,
+    ProxyDispatchMiddleware,
+    SecurityHeadersMiddleware,
+    cors_origins,
+)
 from gateway.openapi import OpenAPICache
 from gateway.routes import API_TITLE, router
 from gateway.settings import GatewaySettings
@@ -95,7 +99,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(UnhandledErrorMiddleware)
     exact, pattern = cors_origins(settings.allowed_origins)
     app.add_middleware(
-        CORSMiddleware,
+        JSONCORSMiddleware,
         allow_origins=exact,
         allow_origin_regex=pattern,
         allow_credentials=True,

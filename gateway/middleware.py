@@ -1,9 +1,12 @@
-"""Pure ASGI middleware of the gateway: the proxy dispatch and security headers."""
+"""ASGI middleware of the gateway: the proxy dispatch, security headers and CORS."""
 
 from __future__ import annotations
 
 import re
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.proxy import proxy, send_error
@@ -79,6 +82,23 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, refusing a preflight in the API's `{"detail": ...}` format
+    rather than as plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in {"content-length", "content-type"}
+        }
+        detail = bytes(response.body).decode()  # "Disallowed CORS origin", for one
+        return JSONResponse({"detail": detail}, status_code=400, headers=headers)
 
 
 def cors_origins(entries: list[str]) -> tuple[list[str], str | None]:
