@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 
 from gateway.middleware import (
     JSONCORSMiddleware,
@@ -23,7 +22,6 @@ from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 from gateway.upstream import open_upstream
 from shared import __version__
-from shared.errors import validation_error
 from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from shared.settings import load_settings
@@ -89,7 +87,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         ),
     )
     app.state.gateway = state
-    app.add_exception_handler(RequestValidationError, validation_error)
 
     # Added innermost first: requests meet RequestContext, then security headers, then
     # CORS (which answers preflights itself), then the 500 for unhandled errors (inside the
