@@ -28,21 +28,17 @@ class ClientDisconnectedError(Exception):
     """The client went away before its request body was complete."""
 
 
-def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+def _request_body(headers: list[tuple[bytes, bytes]]) -> tuple[bool, int | None]:
+    """Whether the request has a body, and the length it declares if it does."""
+    has_body, declared = False, None
     for name, value in headers:
-        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
-            return True
-    return False
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+        if name == b"transfer-encoding":
+            has_body = True
+        elif name == b"content-length":
+            length = value.strip()
+            has_body = has_body or length != b"0"
+            declared = int(length) if length.isdigit() else None
+    return has_body, declared
 
 
 async def send_error(
@@ -73,8 +69,7 @@ async def proxy(
     max_body_bytes: int,
 ) -> None:
     """Forward one HTTP request to `upstream` and stream its answer back."""
-    headers: list[tuple[bytes, bytes]] = scope["headers"]
-    declared = _content_length(headers)
+    has_body, declared = _request_body(scope["headers"])
     if declared is not None and declared > max_body_bytes:
         # Answer before reading a byte of the body.
         await send_error(send, 413, "Request body too large")
@@ -105,7 +100,6 @@ async def proxy(
     url = upstream.base_url + path.decode("latin-1")
     if query:
         url += "?" + query.decode("latin-1")
-    has_body = _has_body(headers)
     if not has_body:
         body_read.set()
     # Not client.build_request: that adds the client's own Accept, Accept-Encoding and
