@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Coroutine
@@ -75,7 +76,11 @@ async def proxy(
         await send_error(send, 413, "Request body too large")
         return
 
+    # Set once the request body is read: from then on, all the client can still send is a
+    # disconnect.
     body_read = asyncio.Event()
+    if not has_body:
+        body_read.set()
 
     async def body() -> AsyncIterator[bytes]:
         received = 0
@@ -100,8 +105,6 @@ async def proxy(
     url = upstream.base_url + path.decode("latin-1")
     if query:
         url += "?" + query.decode("latin-1")
-    if not has_body:
-        body_read.set()
     # Not client.build_request: that adds the client's own Accept, Accept-Encoding and
     # User-Agent, and bodies are relayed as they are, so a service could compress for a
     # client that never asked. The timeouts are set as build_request would: the request
@@ -113,13 +116,21 @@ async def proxy(
         content=body() if has_body else None,
         extensions={"timeout": upstream.client.timeout.as_dict()},
     )
-    exchange = _exchange(request, send, upstream)
-    if not await _unless_client_leaves(exchange, receive, after=body_read):
-        logger.info("Client left before the answer of %s was complete", upstream.name)
+    # The upstream response is closed on leaving the stack, once nothing reads it any more.
+    async with contextlib.AsyncExitStack() as cleanup:
+        exchange = _exchange(request, send, upstream, cleanup)
+        if not await _unless_client_leaves(exchange, receive, after=body_read):
+            logger.info("Client left before the answer of %s was complete", upstream.name)
 
 
-async def _exchange(request: httpx2.Request, send: Send, upstream: Upstream) -> None:
-    """Send `request` upstream and relay the answer, or answer the failure."""
+async def _exchange(
+    request: httpx2.Request, send: Send, upstream: Upstream, cleanup: contextlib.AsyncExitStack
+) -> None:
+    """Send `request` upstream and relay the answer, or answer the failure.
+
+    Nothing is awaited after the answer's last message: once it is sent, the server reports
+    a disconnect, which must not be mistaken for the client leaving early.
+    """
     try:
         response = await upstream.client.send(request, stream=True)
     except BodyTooLargeError:
@@ -146,10 +157,8 @@ async def _exchange(request: httpx2.Request, send: Send, upstream: Upstream) -> 
         logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
         await send_error(send, 502, f"{upstream.name} unreachable")
         return
-    try:
-        await _relay(response, send, upstream)
-    finally:
-        await response.aclose()
+    cleanup.push_async_callback(response.aclose)
+    await _relay(response, send, upstream)
 
 
 async def _relay(response: httpx2.Response, send: Send, upstream: Upstream) -> None:
@@ -172,9 +181,8 @@ async def _relay(response: httpx2.Response, send: Send, upstream: Upstream) -> N
 
 
 async def _until_disconnected(receive: Receive, after: asyncio.Event) -> None:
-    # Only one reader at a time: the request body's stream reads until `after` is set. Then
-    # the disconnect is all there is left to receive (or, should the upstream have stopped
-    # reading early, the rest of the body, which nobody wants any more).
+    # One reader at a time: the request body's stream reads until `after` is set, and from
+    # then on a disconnect is all there is left to receive.
     await after.wait()
     while (await receive())["type"] != "http.disconnect":
         pass
