@@ -9,19 +9,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.middleware.cors import CORSMiddleware
 
-from gateway.middleware import ProxyDispatchMiddleware, SecurityHeadersMiddleware, cors_origins
+from gateway.middleware import (
+    JSONCORSMiddleware,
+    ProxyDispatchMiddleware,
+    SecurityHeadersMiddleware,
+    cors_origins,
+)
 from gateway.openapi import OpenAPICache
-from gateway.proxy import Upstream, create_client
 from gateway.routes import API_TITLE, router
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
+from gateway.upstream import open_upstream
 from shared import __version__
-from shared.errors import unexpected_error, validation_error
 from shared.logging import configure_logging
-from shared.middleware import RequestContextMiddleware
+from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from shared.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -41,9 +43,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway; settings come from the environment unless given."""
     settings = settings or load_settings(GatewaySettings)
     configure_logging(settings.log_level, "gateway")
-    client = create_client(
-        connect_timeout=settings.upstream_connect_timeout, timeout=settings.upstream_timeout
-    )
+    timeouts = {
+        "connect_timeout": settings.upstream_connect_timeout,
+        "timeout": settings.upstream_timeout,
+        "probe_timeout": settings.health_timeout,
+    }
+    auth = open_upstream("Auth service", settings.auth_service_url, **timeouts)
+    tasks = open_upstream("Task service", settings.task_service_url, **timeouts)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +63,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             warm_up.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await warm_up
-            await client.aclose()
+            await state.openapi.aclose()
+            await auth.aclose()
+            await tasks.aclose()
 
     app = FastAPI(
         title=API_TITLE,
@@ -72,26 +80,23 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(router)
     state = GatewayState(
         settings=settings,
-        auth=Upstream("Auth service", settings.auth_service_url),
-        tasks=Upstream("Task service", settings.task_service_url),
-        client=client,
+        auth=auth,
+        tasks=tasks,
         openapi=OpenAPICache(
-            client,
-            app.openapi(),
-            {"Auth": settings.auth_service_url, "Tasks": settings.task_service_url},
-            timeout=settings.health_timeout,
+            app.openapi(), {"Auth": auth, "Tasks": tasks}, timeout=settings.health_timeout
         ),
     )
     app.state.gateway = state
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected_error)
 
     # Added innermost first: requests meet RequestContext, then security headers, then
-    # CORS (which answers preflights itself), then the dispatch to a service or our routes.
+    # CORS (which answers preflights itself), then the 500 for unhandled errors (inside the
+    # others, so that answer gets their headers too), then the dispatch to a service or our
+    # routes.
     app.add_middleware(ProxyDispatchMiddleware, state=state)
+    app.add_middleware(UnhandledErrorMiddleware)
     exact, pattern = cors_origins(settings.allowed_origins)
     app.add_middleware(
-        CORSMiddleware,
+        JSONCORSMiddleware,
         allow_origins=exact,
         allow_origin_regex=pattern,
         allow_credentials=True,

@@ -1,17 +1,23 @@
-"""Pure ASGI middleware of the gateway: the proxy dispatch and security headers."""
+"""ASGI middleware of the gateway: the proxy dispatch, security headers and CORS."""
 
 from __future__ import annotations
 
 import re
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.proxy import proxy
+from gateway.proxy import proxy, send_error
 from gateway.state import GatewayState
 
 
 class ProxyDispatchMiddleware:
-    """Sends `/auth/*` and `/api/*` to the services; everything else to the gateway's routes."""
+    """Sends `/auth/*` and `/api/*` to the services; everything else to the gateway's routes.
+
+    A path with dot segments is a 404 before any routing (see `has_dot_segment`).
+    """
 
     def __init__(self, app: ASGIApp, state: GatewayState) -> None:
         self.app = app
@@ -19,18 +25,33 @@ class ProxyDispatchMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if has_dot_segment(scope["path"]):
+                await send_error(send, 404, "Not Found")
+                return
             upstream = self.state.upstream_for(scope["path"])
             if upstream is not None:
                 await proxy(
                     scope,
                     receive,
                     send,
-                    client=self.state.client,
                     upstream=upstream,
                     max_body_bytes=self.state.settings.max_body_bytes,
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether a (percent-decoded) path has a `.` or `..` segment, `;parameters` aside.
+
+    The client library resolves such segments before sending, so the service would get
+    another path than the one routed: `/api/x/../../health` is the service's own /health.
+    Encoded (`%2e%2e`) and parameter (`..;`) forms are refused too, as some servers read
+    them as `..`. No route of the API needs a dot segment.
+    """
+    if "." not in path:
+        return False
+    return any(segment.split(";", 1)[0] in {".", ".."} for segment in path.split("/"))
 
 
 class SecurityHeadersMiddleware:
@@ -61,6 +82,23 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, refusing a preflight in the API's `{"detail": ...}` format
+    rather than as plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in {"content-length", "content-type"}
+        }
+        detail = bytes(response.body).decode()  # "Disallowed CORS origin", for one
+        return JSONResponse({"detail": detail}, status_code=400, headers=headers)
 
 
 def cors_origins(entries: list[str]) -> tuple[list[str], str | None]:

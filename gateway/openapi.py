@@ -11,12 +11,16 @@ from typing import Any
 
 import httpx2
 
+from gateway.upstream import Upstream
+
 logger = logging.getLogger(__name__)
 
 # Each service documents its own health routes; the gateway's /health replaces them.
 _SERVICE_ONLY_PATHS = frozenset({"/health", "/health/live"})
 _REF_PREFIX = "#/components/"
 _SCHEMA_REF = _REF_PREFIX + "schemas/"
+_SCHEME_REF = _REF_PREFIX + "securitySchemes/"
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 OpenAPI = dict[str, Any]
 
@@ -47,10 +51,12 @@ def _clashes(merged: OpenAPI, document: OpenAPI) -> dict[str, str]:
 def merge_openapi(base: OpenAPI, services: Mapping[str, OpenAPI]) -> OpenAPI:
     """Merge service documents into `base` (the gateway's own document).
 
-    Paths are added as they are, except the services' health routes. Components with the
-    same name and content are kept once; a same-name component with other content is
-    renamed with the service's prefix (`Tasks` + `Item`), and that service's references
-    follow it.
+    Paths are added as they are, except the services' health routes. An operation (path
+    and method) documented twice is kept as first seen, the gateway's own before the
+    services' in the order given, with a warning: the gateway routes each path to one
+    service only. Components with the same name and content are kept once; a same-name
+    component with other content is renamed with the service's prefix (`Tasks` + `Item`),
+    and that service's references (and security requirements) follow it.
     """
     merged = copy.deepcopy(base)
     merged_components = merged.setdefault("components", {})
@@ -67,14 +73,26 @@ def merge_openapi(base: OpenAPI, services: Mapping[str, OpenAPI]) -> OpenAPI:
                 section = ref[len(_REF_PREFIX) :].split("/", 1)[0]
                 renames[ref] = f"{_REF_PREFIX}{section}/{prefix}{name}"
             document = _rewrite_refs(_rename_components(original, renames), renames)
+        document = _rename_security_requirements(document, renames)
 
         for section, components in document.get("components", {}).items():
             target = merged_components.setdefault(section, {})
             for name, value in components.items():
                 target.setdefault(name, value)
-        for path, operations in document.get("paths", {}).items():
-            if path not in _SERVICE_ONLY_PATHS:
-                merged.setdefault("paths", {}).setdefault(path, {}).update(operations)
+        for path, item in document.get("paths", {}).items():
+            if path in _SERVICE_ONLY_PATHS:
+                continue
+            target = merged.setdefault("paths", {}).setdefault(path, {})
+            for key, value in item.items():
+                if key not in target:
+                    target[key] = value
+                elif target[key] != value:
+                    logger.warning(
+                        "OpenAPI: %s %s of %s is documented already; keeping the first",
+                        key.upper(),
+                        path,
+                        prefix,
+                    )
         for tag in document.get("tags", []):
             tags.setdefault(tag["name"], tag)
 
@@ -92,17 +110,28 @@ def _refs(node: Any) -> set[str]:
     return set()
 
 
+def _schema_refs(node: Any) -> set[str]:
+    return {ref for ref in _refs(node) if ref.startswith(_SCHEMA_REF)}
+
+
 def _without_unused_schemas(document: OpenAPI) -> OpenAPI:
-    """Drop schemas nothing reaches (those of the services' health routes, for one)."""
-    schemas = document.get("components", {}).get("schemas", {})
+    """Drop schemas nothing reaches (those of the services' health routes, for one).
+
+    Only schemas are dropped, so a reference from anywhere else in the document (paths,
+    other components such as responses or parameters) keeps the schema it names, and the
+    schemas that one names in turn.
+    """
+    components = document.get("components", {})
+    schemas = components.get("schemas", {})
+    rest = {section: value for section, value in components.items() if section != "schemas"}
     reachable: set[str] = set()
-    pending = _refs(document.get("paths", {}))
+    pending = _schema_refs({**document, "components": rest})
     while pending:
         reachable |= pending
         pending = {
             ref
-            for name in (r.rsplit("/", 1)[1] for r in pending if r.startswith(_SCHEMA_REF))
-            for ref in _refs(schemas.get(name, {}))
+            for found in pending
+            for ref in _schema_refs(schemas.get(found.removeprefix(_SCHEMA_REF)))
         } - reachable
     document["components"]["schemas"] = {
         name: value for name, value in schemas.items() if f"{_SCHEMA_REF}{name}" in reachable
@@ -122,26 +151,53 @@ def _rename_components(document: OpenAPI, renames: Mapping[str, str]) -> OpenAPI
     return {**document, "components": components}
 
 
+def _rename_security_requirements(document: OpenAPI, renames: Mapping[str, str]) -> OpenAPI:
+    """Operations name the security schemes they require instead of `$ref`ing them: a
+    renamed scheme has to be renamed there too."""
+    schemes = {
+        old.removeprefix(_SCHEME_REF): new.removeprefix(_SCHEME_REF)
+        for old, new in renames.items()
+        if old.startswith(_SCHEME_REF)
+    }
+    if not schemes:
+        return document
+
+    def renamed(operation: Any) -> Any:
+        if not isinstance(operation, dict) or "security" not in operation:
+            return operation
+        requirements = [
+            {schemes.get(name, name): scopes for name, scopes in requirement.items()}
+            for requirement in operation["security"]
+        ]
+        return {**operation, "security": requirements}
+
+    paths = {
+        path: {
+            key: renamed(value) if key in _HTTP_METHODS else value for key, value in item.items()
+        }
+        for path, item in document.get("paths", {}).items()
+    }
+    return {**document, "paths": paths}
+
+
 class OpenAPICache:
     """The merged document: fetched from the services, cached, refetched when stale.
 
     A service that is down leaves its part out until it answers. A request for the document
-    asks again for every missing part (concurrent requests share one attempt), so a partial
-    document is never kept as the final one; a stale part that cannot be refreshed keeps
-    serving.
+    asks again for every missing part (concurrent requests share one attempt in flight), so
+    a partial document is never kept as the final one; a stale part that cannot be
+    refreshed keeps serving.
     """
 
     def __init__(
         self,
-        client: httpx2.AsyncClient,
         base: OpenAPI,
-        services: Mapping[str, str],
+        services: Mapping[str, Upstream],
         *,
         timeout: float,
         poll_interval: float = 1.0,
         max_age: float = 300.0,
     ) -> None:
-        self.client = client
         self.base = base
         self.services = dict(services)
         self.timeout = timeout
@@ -150,7 +206,7 @@ class OpenAPICache:
         self._documents: dict[str, OpenAPI] = {}
         self._fetched_at: dict[str, float] = {}
         self._merged: OpenAPI | None = None
-        self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Future[OpenAPI] | None = None
 
     @property
     def complete(self) -> bool:
@@ -158,27 +214,45 @@ class OpenAPICache:
 
     async def get(self) -> OpenAPI:
         """The merged document, fetching what is missing or stale first."""
-        async with self._lock:
-            now = time.monotonic()
-            due = [
-                prefix
-                for prefix in self.services
-                if now - self._fetched_at.get(prefix, -float("inf")) > self.max_age
-            ]
-            if due:
-                results = await asyncio.gather(*(self._fetch(prefix, now) for prefix in due))
-                if any(results):
-                    self._merged = None
-            if self._merged is None:
-                parts = {p: self._documents[p] for p in self.services if p in self._documents}
-                self._merged = merge_openapi(self.base, parts)
+        if self._merged is not None and not self._due(time.monotonic()):
             return self._merged
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+        # Shielded: a caller that is cancelled must not cancel the others' fetch.
+        return await asyncio.shield(self._refreshing)
+
+    async def aclose(self) -> None:
+        """Stop a fetch still in flight (at shutdown)."""
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refreshing.cancel()
+            await asyncio.wait([self._refreshing])
+
+    def _due(self, now: float) -> list[str]:
+        return [
+            prefix
+            for prefix in self.services
+            if now - self._fetched_at.get(prefix, -float("inf")) > self.max_age
+        ]
+
+    async def _refresh(self) -> OpenAPI:
+        now = time.monotonic()
+        due = self._due(now)
+        if due:
+            results = await asyncio.gather(*(self._fetch(prefix, now) for prefix in due))
+            if any(results):
+                self._merged = None
+        if self._merged is None:
+            parts = {p: self._documents[p] for p in self.services if p in self._documents}
+            self._merged = merge_openapi(self.base, parts)
+        return self._merged
 
     async def _fetch(self, prefix: str, now: float) -> bool:
         """Fetch one service's document; True when what is cached changed."""
-        url = f"{self.services[prefix]}/openapi.json"
+        upstream = self.services[prefix]
         try:
-            response = await self.client.get(url, timeout=self.timeout)
+            response = await upstream.probe_client.get(
+                f"{upstream.base_url}/openapi.json", timeout=self.timeout
+            )
             response.raise_for_status()
             document = response.json()
             if not isinstance(document, dict):

@@ -2,151 +2,50 @@
 
 from __future__ import annotations
 
-import http.cookiejar
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import httpx2
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.headers import request_headers, response_headers
+from gateway.upstream import Upstream
+
 logger = logging.getLogger(__name__)
 
-# Meaningful for one connection only (RFC 9110 section 7.6.1): never forwarded either way.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-    }
-)
-# Replaced by the gateway's own values on the way in.
-_REPLACED_REQUEST = frozenset(
-    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
-)
-_DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST
-# The gateway's server adds its own Date and Server.
-_DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """A service the gateway forwards to."""
-
-    name: str
-    base_url: str
-
-
-class _RefuseAllCookies(http.cookiejar.DefaultCookiePolicy):
-    """The shared client serves every user: it must never keep one user's cookie."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-
-# An idle pooled connection is dropped before a service would close it (uvicorn does after
-# 5 s idle by default). With equal timeouts the gateway can send a request on a connection
-# the service is closing at that moment, and the client gets a 502 for nothing.
-KEEPALIVE_EXPIRY_SECONDS = 4.0
-
-
-def create_client(
-    *, connect_timeout: float, timeout: float, max_connections: int = 200
-) -> httpx2.AsyncClient:
-    """The one client of the gateway: keep-alive pool, no redirects, no cookies, no env."""
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(timeout, connect=connect_timeout),
-        limits=httpx2.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-        ),
-        follow_redirects=False,
-        trust_env=False,
-        cookies=http.cookiejar.CookieJar(policy=_RefuseAllCookies()),
-    )
+# Seconds a client told "busy" (503) should wait before trying again.
+BUSY_RETRY_AFTER_SECONDS = 5
 
 
 class BodyTooLargeError(Exception):
     """The client sent more than the gateway accepts."""
 
 
-def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Header names a `Connection` header marks as hop-by-hop."""
-    tokens: set[bytes] = set()
+class ClientDisconnectedError(Exception):
+    """The client went away before its request body was complete."""
+
+
+def _request_body(headers: list[tuple[bytes, bytes]]) -> tuple[bool, int | None]:
+    """Whether the request has a body, and the length it declares if it does."""
+    has_body, declared = False, None
     for name, value in headers:
-        if name == b"connection":
-            tokens.update(token.strip().lower() for token in value.split(b","))
-    return frozenset(tokens)
+        if name == b"transfer-encoding":
+            has_body = True
+        elif name == b"content-length":
+            length = value.strip()
+            has_body = has_body or length != b"0"
+            declared = int(length) if length.isdigit() else None
+    return has_body, declared
 
 
-def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
-            return True
-    return False
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    """The client's headers minus hop-by-hop ones, plus forwarding and request-id headers."""
-    incoming: list[tuple[bytes, bytes]] = scope["headers"]
-    marked = _connection_tokens(incoming)
-    dropped = _DROPPED_REQUEST | marked if marked else _DROPPED_REQUEST
-    headers = []
-    forwarded_for = host = b""
-    for name, value in incoming:
-        if name not in dropped:
-            headers.append((name, value))
-        elif name == b"x-forwarded-for":
-            forwarded_for = forwarded_for + b", " + value if forwarded_for else value
-        elif name == b"host":
-            host = value
-
-    client = scope.get("client")
-    client_host = client[0].encode("latin-1") if client else b"unknown"
-    # Uvicorn's --proxy-headers has already resolved the client from trusted front proxies.
-    # The services take the right-most entry as the client: make sure it is that one.
-    if not forwarded_for:
-        forwarded_for = client_host
-    elif forwarded_for.rsplit(b",", 1)[-1].strip() != client_host:
-        forwarded_for += b", " + client_host
-    headers.append((b"x-forwarded-for", forwarded_for))
-    headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
-    if host:
-        headers.append((b"x-forwarded-host", host))
-    request_id = scope.get("state", {}).get("request_id")
-    if request_id:
-        headers.append((b"x-request-id", request_id.encode("ascii")))
-    return headers
-
-
-def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
-    raw = [(name.lower(), value) for name, value in response.headers.raw]
-    dropped = _DROPPED_RESPONSE | _connection_tokens(raw)
-    return [(name, value) for name, value in raw if name not in dropped]
-
-
-async def _error(send: Send, status: int, detail: str) -> None:
+async def send_error(
+    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer with the API's `{"detail": ...}` error body."""
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
@@ -155,6 +54,7 @@ async def _error(send: Send, status: int, detail: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )
@@ -166,24 +66,30 @@ async def proxy(
     receive: Receive,
     send: Send,
     *,
-    client: httpx2.AsyncClient,
     upstream: Upstream,
     max_body_bytes: int,
 ) -> None:
     """Forward one HTTP request to `upstream` and stream its answer back."""
-    headers: list[tuple[bytes, bytes]] = scope["headers"]
-    declared = _content_length(headers)
+    has_body, declared = _request_body(scope["headers"])
     if declared is not None and declared > max_body_bytes:
         # Answer before reading a byte of the body.
-        await _error(send, 413, "Request body too large")
+        await send_error(send, 413, "Request body too large")
         return
+
+    # Set once the request body is read: from then on, all the client can still send is a
+    # disconnect.
+    body_read = asyncio.Event()
+    if not has_body:
+        body_read.set()
 
     async def body() -> AsyncIterator[bytes]:
         received = 0
         while True:
             message: Message = await receive()
             if message["type"] == "http.disconnect":
-                return
+                # Ending the stream here would complete a truncated request upstream (or
+                # trip the client library over a short Content-Length): abort it instead.
+                raise ClientDisconnectedError
             chunk: bytes = message.get("body", b"")
             received += len(chunk)
             if received > max_body_bytes:
@@ -191,6 +97,7 @@ async def proxy(
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
+                body_read.set()
                 return
 
     path: bytes = scope.get("raw_path") or scope["path"].encode()
@@ -198,40 +105,107 @@ async def proxy(
     url = upstream.base_url + path.decode("latin-1")
     if query:
         url += "?" + query.decode("latin-1")
-    request = client.build_request(
+    # Not client.build_request: that adds the client's own Accept, Accept-Encoding and
+    # User-Agent, and bodies are relayed as they are, so a service could compress for a
+    # client that never asked. The timeouts are set as build_request would: the request
+    # itself carries them (httpx2's send fills them in too, but nothing should hang on it).
+    request = httpx2.Request(
         scope["method"],
         url,
         headers=request_headers(scope),
-        content=body() if _has_body(headers) else None,
+        content=body() if has_body else None,
+        extensions={"timeout": upstream.client.timeout.as_dict()},
     )
+    # The upstream response is closed on leaving the stack, once nothing reads it any more.
+    async with contextlib.AsyncExitStack() as cleanup:
+        exchange = _exchange(request, send, upstream, cleanup)
+        if not await _unless_client_leaves(exchange, receive, after=body_read):
+            logger.info("Client left before the answer of %s was complete", upstream.name)
 
+
+async def _exchange(
+    request: httpx2.Request, send: Send, upstream: Upstream, cleanup: contextlib.AsyncExitStack
+) -> None:
+    """Send `request` upstream and relay the answer, or answer the failure.
+
+    Nothing is awaited after the answer's last message: once it is sent, the server reports
+    a disconnect, which must not be mistaken for the client leaving early.
+    """
     try:
-        response = await client.send(request, stream=True)
+        response = await upstream.client.send(request, stream=True)
     except BodyTooLargeError:
-        await _error(send, 413, "Request body too large")
+        await send_error(send, 413, "Request body too large")
+        return
+    except ClientDisconnectedError:
+        logger.info("Client left before sending its whole request to %s", upstream.name)
+        return
+    except httpx2.PoolTimeout:
+        # Every connection to the service is busy: not the service being slow to answer.
+        logger.warning("%s busy: no free connection", upstream.name)
+        retry_after = str(BUSY_RETRY_AFTER_SECONDS).encode()
+        await send_error(
+            send, 503, f"{upstream.name} is busy, retry shortly", [(b"retry-after", retry_after)]
+        )
         return
     except httpx2.TimeoutException:
         logger.warning("%s timed out", upstream.name)
-        await _error(send, 504, f"{upstream.name} timed out")
+        await send_error(send, 504, f"{upstream.name} timed out")
         return
-    except httpx2.TransportError as exc:
+    except httpx2.HTTPError as exc:
+        # Any failure of the exchange, protocol errors on our side included, is the
+        # service's answer missing: a 502, never a 500.
         logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
-        await _error(send, 502, f"{upstream.name} unreachable")
+        await send_error(send, 502, f"{upstream.name} unreachable")
         return
+    cleanup.push_async_callback(response.aclose)
+    await _relay(response, send, upstream)
 
+
+async def _relay(response: httpx2.Response, send: Send, upstream: Upstream) -> None:
+    """Stream the upstream's answer to the client, as received."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response_headers(response),
+        }
+    )
     try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": response_headers(response),
-            }
-        )
         async for chunk in response.aiter_raw():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    except httpx2.TransportError as exc:
+    except httpx2.HTTPError as exc:
         # The status line is gone already: all that is left is to end the response early.
         logger.warning("%s failed mid-response: %s", upstream.name, type(exc).__name__)
+        return
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _until_disconnected(receive: Receive, after: asyncio.Event) -> None:
+    # One reader at a time: the request body's stream reads until `after` is set, and from
+    # then on a disconnect is all there is left to receive.
+    await after.wait()
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(
+    work: Coroutine[Any, Any, None], receive: Receive, *, after: asyncio.Event
+) -> bool:
+    """Run `work` to its end, or cancel it when the client disconnects first (False then).
+
+    Disconnects are watched for once `after` is set (the request body has been read). The
+    server ignores what is sent after a disconnect: without this the gateway would go on
+    waiting for, and reading, an upstream answer for no one.
+    """
+    working = asyncio.ensure_future(work)
+    leaving = asyncio.ensure_future(_until_disconnected(receive, after))
+    try:
+        await asyncio.wait((working, leaving), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await response.aclose()
+        working.cancel()
+        leaving.cancel()
+        await asyncio.wait((working, leaving))
+    if working.cancelled():
+        return False
+    working.result()  # raises what went wrong in there
+    return True

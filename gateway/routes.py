@@ -11,8 +11,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
-from gateway.proxy import Upstream
 from gateway.state import GatewayState
+from gateway.upstream import Upstream
 from shared import __version__
 
 router = APIRouter()
@@ -45,11 +45,9 @@ class HealthResponse(BaseModel):
     services: dict[str, dict[str, Any]]
 
 
-async def _service_health(
-    client: httpx2.AsyncClient, upstream: Upstream, seconds: float
-) -> tuple[bool, dict[str, Any]]:
+async def _service_health(upstream: Upstream, seconds: float) -> tuple[bool, dict[str, Any]]:
     try:
-        response = await client.get(f"{upstream.base_url}/health", timeout=seconds)
+        response = await upstream.probe_client.get(f"{upstream.base_url}/health", timeout=seconds)
         body = response.json()
     except (httpx2.HTTPError, ValueError):
         return False, {"status": "unreachable"}
@@ -69,8 +67,8 @@ async def health(request: Request) -> JSONResponse:
     state = _state(request)
     timeout = state.settings.health_timeout
     (auth_ok, auth), (tasks_ok, tasks) = await asyncio.gather(
-        _service_health(state.client, state.auth, timeout),
-        _service_health(state.client, state.tasks, timeout),
+        _service_health(state.auth, timeout),
+        _service_health(state.tasks, timeout),
     )
     healthy = auth_ok and tasks_ok
     body = HealthResponse(

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx2
-
 from gateway.openapi import OpenAPICache
-from gateway.proxy import Upstream
 from gateway.settings import GatewaySettings
+from gateway.upstream import Upstream
 
 
 @dataclass
 class GatewayState:
-    """What the gateway's routes and proxy share. The lifespan closes the client."""
+    """What the gateway's routes and proxy share. The lifespan closes the upstreams."""
 
     settings: GatewaySettings
     auth: Upstream
     tasks: Upstream
-    client: httpx2.AsyncClient
     openapi: OpenAPICache
 
     def upstream_for(self, path: str) -> Upstream | None:

@@ -171,10 +171,11 @@ async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Database outages become 503s; anything unexpected a bare 500 without internals;
-    a 405 names every method the path serves."""
+    """Database outages become 503s; a 405 names every method the path serves.
+
+    Anything else unexpected is `UnhandledErrorMiddleware`'s to answer.
+    """
     for exc_class in (SQLAlchemyError, OSError, TimeoutError):
         app.add_exception_handler(exc_class, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(405, _method_not_allowed)
-    app.add_exception_handler(Exception, unexpected_error)

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import request_id_var
@@ -15,6 +16,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 access_logger = logging.getLogger("access")
+logger = logging.getLogger(__name__)
 
 
 def pick_request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -69,3 +71,37 @@ class RequestContextMiddleware:
                 (time.perf_counter() - started) * 1000,
             )
             request_id_var.reset(token)
+
+
+class UnhandledErrorMiddleware:
+    """Turns an exception escaping the app into the API's bare 500.
+
+    Install it innermost: Starlette's own last-resort handler answers outside every other
+    middleware, so its 500 would miss the request id, security and CORS headers.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception:
+            logger.exception("Unhandled error on %s %s", scope["method"], scope["path"])
+            if started:
+                # Too late for a 500: the server must cut the response short instead.
+                raise
+            response = JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+            await response(scope, receive, send)

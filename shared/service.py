@@ -16,7 +16,7 @@ from shared.db import Database, create_database, is_database_unavailable
 from shared.errors import install_error_handlers
 from shared.health import router as health_router
 from shared.logging import configure_logging
-from shared.middleware import RequestContextMiddleware
+from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from shared.migrations import upgrade_database
 from shared.settings import ServiceSettings
 from shared.tokens import TokenVerifier
@@ -74,6 +74,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.database = database
     app.state.token_verifier = verifier
+    # Innermost first: an unhandled error's 500 still passes through RequestContext.
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     for router in routers:

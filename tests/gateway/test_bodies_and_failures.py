@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
 import httpx2
+import pytest
 import uvicorn
 
-from gateway.proxy import KEEPALIVE_EXPIRY_SECONDS
-from tests.gateway.conftest import GatewayFactory, GatewayUnderTest
+import gateway.upstream
+from gateway.upstream import KEEPALIVE_EXPIRY_SECONDS
+from tests.gateway.conftest import (
+    GatewayFactory,
+    GatewayUnderTest,
+    eventually,
+    send_and_hang_up,
+)
 from tests.support.http_server import free_port
 
 
@@ -31,6 +39,32 @@ async def test_large_response_streams_before_the_upstream_finishes(
 
     assert response.status_code == 200
     assert received == size
+
+
+async def test_a_response_is_dropped_upstream_when_the_client_leaves(
+    gateway: GatewayUnderTest,
+) -> None:
+    size = 20 * 1024 * 1024
+    async with (
+        gateway.client() as client,
+        client.stream("GET", f"/api/u/stream?size={size}") as response,
+    ):
+        await anext(response.aiter_raw())
+    # Leaving the block mid-body closed the connection; the upstream is still holding back.
+
+    await eventually(gateway.tasks.client_gone.is_set)
+    gateway.tasks.release.set()
+
+
+async def test_a_request_is_dropped_upstream_when_the_client_stops_waiting(
+    gateway: GatewayUnderTest,
+) -> None:
+    async with gateway.client(timeout=0.5) as client:
+        with pytest.raises(httpx2.ReadTimeout):
+            await client.get("/api/u/stall")
+
+    # The gateway's own upstream timeout is 30 s: it must not wait that long for no one.
+    await eventually(gateway.tasks.client_gone.is_set)
 
 
 async def test_request_body_is_streamed_to_the_upstream(gateway: GatewayUnderTest) -> None:
@@ -94,6 +128,36 @@ async def test_stalled_upstream_is_a_504_after_the_timeout(make_gateway: Gateway
     assert elapsed < 5
 
 
+async def test_a_saturated_service_is_503_busy_and_holds_up_nothing_else(
+    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway.upstream, "MAX_CONNECTIONS_PER_SERVICE", 3)
+    async with (
+        make_gateway(upstream_connect_timeout=0.5) as running,
+        running.client() as client,
+    ):
+        stalled = [asyncio.create_task(client.get("/api/u/stall")) for _ in range(3)]
+        await eventually(lambda: len(running.tasks.requests) == 3)
+
+        busy = await client.get("/api/u/tasks")
+        auth = await client.get("/auth/login")
+        health = await client.get("/health")
+        spec = await client.get("/openapi.json")
+
+        for request in stalled:
+            request.cancel()
+        await asyncio.gather(*stalled, return_exceptions=True)
+
+    assert busy.status_code == 503
+    assert busy.json() == {"detail": "Task service is busy, retry shortly"}
+    assert busy.headers["retry-after"] == "5"
+    assert auth.status_code == 200
+    assert auth.json()["service"] == "auth"
+    # The stand-in was asked, not given up on: its echo is in the report.
+    assert health.json()["services"]["tasks"]["service"] == "tasks"
+    assert spec.status_code == 200
+
+
 async def test_health_is_ok_when_every_service_is(gateway: GatewayUnderTest) -> None:
     async with gateway.client() as client:
         response = await client.get("/health")
@@ -135,3 +199,41 @@ def test_pooled_connections_expire_before_a_service_closes_them() -> None:
     service = uvicorn.Config(app="task_service.main:app")
 
     assert service.timeout_keep_alive > KEEPALIVE_EXPIRY_SECONDS
+
+
+def _handled(caplog: pytest.LogCaptureFixture, method: str, path: str) -> bool:
+    """Whether the gateway has written its access log line for this request."""
+    return any(
+        record.name == "access" and record.getMessage().startswith(f"{method} {path} ")
+        for record in caplog.records
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "head", "sent"),
+    [
+        ("/api/cut-declared/tasks", b"Content-Length: 900\r\n", b"x" * 10),
+        ("/api/cut-chunked/tasks", b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n"),
+    ],
+)
+async def test_an_upload_the_client_abandons_is_abandoned_upstream_too(
+    gateway: GatewayUnderTest,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    head: bytes,
+    sent: bytes,
+) -> None:
+    caplog.set_level(logging.INFO)
+    request = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\n" + head + b"\r\n" + sent
+
+    await send_and_hang_up(gateway.url, request)
+    upstream = gateway.tasks
+    await eventually(
+        lambda: _handled(caplog, "POST", path) and bool(upstream.aborted or upstream.requests)
+    )
+
+    # The service never sees a cut-off body as a whole request...
+    assert upstream.requests == []
+    assert upstream.aborted == [path]
+    # ...and a client hanging up is no error of the gateway's.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.types import Scope
 
-from gateway.proxy import request_headers
-from tests.gateway.conftest import GatewayUnderTest
+from gateway.headers import request_headers
+from tests.gateway.conftest import GatewayFactory, GatewayUnderTest
+from tests.support.raw_http import raw_request
 
 
 async def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayUnderTest) -> None:
@@ -19,6 +20,7 @@ async def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayUnderTest) -
                 "Keep-Alive": "timeout=5",
                 "TE": "trailers",
                 "Proxy-Authorization": "Basic eA==",
+                "Proxy-Custom": "for a proxy hop",
                 "Upgrade": "websocket",
                 "X-Custom": "kept",
                 "Authorization": "Bearer t",
@@ -26,19 +28,44 @@ async def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayUnderTest) -
         )
 
     recorded = gateway.tasks.requests[-1]
-    for name in ("x-private", "keep-alive", "te", "proxy-authorization", "upgrade"):
+    for name in ("x-private", "keep-alive", "te", "proxy-authorization", "proxy-custom", "upgrade"):
         assert recorded.header(name) is None, name
     assert recorded.header("x-custom") == "kept"
     assert recorded.header("authorization") == "Bearer t"
 
 
-async def test_hop_by_hop_response_headers_are_dropped(gateway: GatewayUnderTest) -> None:
+async def test_the_upstream_gets_no_header_the_client_did_not_send(
+    gateway: GatewayUnderTest,
+) -> None:
+    # Sent by hand: a client library would add Accept, Accept-Encoding and User-Agent.
+    await raw_request(gateway.url, "GET", "/api/u/tasks", [("x-custom", "kept")])
+
+    recorded = gateway.tasks.requests[-1]
+    # Above all no Accept-Encoding: the body comes back as the service sends it, so a
+    # compressed one would reach a client that never asked for compression.
+    assert {name for name, _ in recorded.headers} == {
+        "host",
+        "x-custom",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    }
+
+
+async def test_hop_by_hop_proxy_and_cors_response_headers_are_dropped(
+    gateway: GatewayUnderTest,
+) -> None:
     async with gateway.client() as client:
         response = await client.get("/api/u/hop")
+        refused = await client.get("/api/u/hop", headers={"Origin": "https://evil.example"})
 
     assert response.headers["x-kept"] == "yes"
-    assert "x-hop-private" not in response.headers
-    assert "keep-alive" not in response.headers
+    for name in ("x-hop-private", "keep-alive", "proxy-status"):
+        assert name not in response.headers, name
+    # CORS is the gateway's alone: the service's own answer would admit any origin.
+    assert not [name for name in response.headers if name.startswith("access-control-")]
+    assert "access-control-allow-origin" not in refused.headers
 
 
 async def test_upstream_sees_its_own_host_and_forwarding_headers(
@@ -56,9 +83,23 @@ async def test_upstream_sees_its_own_host_and_forwarding_headers(
     assert host.startswith("127.0.0.1:")
     assert recorded.header("x-forwarded-host") == "todo.example.org"
     assert recorded.header("x-forwarded-proto") == "http"
-    # The test client connects from a trusted address, so its X-Forwarded-For names the
-    # client, and the chain already ends with it.
+    # The test client connects from an address the gateway's server trusts (as it would a
+    # front proxy), so the client named in its X-Forwarded-For is the one passed on.
     assert recorded.header("x-forwarded-for") == "203.0.113.9"
+
+
+async def test_a_spoofed_chain_from_an_untrusted_client_becomes_its_real_address(
+    make_gateway: GatewayFactory,
+) -> None:
+    async with (
+        make_gateway(forwarded_allow_ips="192.0.2.1") as gateway,
+        gateway.client() as client,
+    ):
+        await client.post("/auth/login", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
+
+    # A service trusting the gateway would otherwise count a login from an address of the
+    # client's choosing.
+    assert gateway.auth.requests[-1].header("x-forwarded-for") == "127.0.0.1"
 
 
 def _scope(client: str, forwarded_for: bytes | None) -> Scope:
@@ -69,22 +110,23 @@ def _scope(client: str, forwarded_for: bytes | None) -> Scope:
 
 
 @pytest.mark.parametrize(
-    ("client", "incoming", "forwarded"),
+    ("client", "incoming"),
     [
         # No proxy in front: the peer is the client.
-        ("198.51.100.7", None, b"198.51.100.7"),
-        # An untrusted peer's claim is kept for the record, but the peer comes last.
-        ("198.51.100.7", b"203.0.113.9", b"203.0.113.9, 198.51.100.7"),
-        # A trusted front proxy: uvicorn resolved the client, already last in the chain.
-        ("203.0.113.9", b"10.9.9.9, 203.0.113.9", b"10.9.9.9, 203.0.113.9"),
+        ("198.51.100.7", None),
+        # An untrusted peer's claim is dropped: uvicorn left the peer as the client.
+        ("198.51.100.7", b"203.0.113.9"),
+        # Behind a trusted front proxy, uvicorn resolved the client; the entries to its left
+        # were written by the client itself.
+        ("203.0.113.9", b"10.9.9.9, 203.0.113.9"),
     ],
 )
-def test_the_right_most_forwarded_for_entry_is_the_resolved_client(
-    client: str, incoming: bytes | None, forwarded: bytes
+def test_forwarded_for_is_only_the_client_the_gateways_server_resolved(
+    client: str, incoming: bytes | None
 ) -> None:
     headers = dict(request_headers(_scope(client, incoming)))
 
-    assert headers[b"x-forwarded-for"] == forwarded
+    assert headers[b"x-forwarded-for"] == client.encode()
     assert headers[b"x-forwarded-proto"] == b"https"
     assert headers[b"x-forwarded-host"] == b"api.example.org"
     assert b"host" not in headers

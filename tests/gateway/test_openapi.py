@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,14 @@ import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
+from starlette.types import Receive, Scope, Send
 
 from auth_service.app import create_app as create_auth_app
 from auth_service.settings import AuthSettings
 from gateway.app import create_app as create_gateway_app
-from gateway.openapi import merge_openapi
+from gateway.openapi import OpenAPICache, merge_openapi
 from gateway.settings import GatewaySettings
+from gateway.upstream import open_upstream
 from task_service.app import create_app as create_task_app
 from task_service.settings import TaskSettings
 from tests.gateway.conftest import running_gateway
@@ -101,6 +104,135 @@ def test_merging_leaves_its_inputs_alone() -> None:
     merge_openapi(BASE, {"Tasks": service})
 
     assert repr((BASE, service)) == before
+
+
+def _operation(security: str | None = None, schema: str | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {"responses": {"200": {"description": "OK"}}}
+    if security:
+        operation["security"] = [{security: []}]
+    if schema:
+        content = {"application/json": {"schema": _ref(schema)}}
+        operation["responses"]["200"]["content"] = content
+    return operation
+
+
+def test_a_renamed_security_scheme_is_renamed_where_operations_require_it() -> None:
+    auth = {
+        "paths": {"/a": {"get": _operation(security="Bearer")}},
+        "components": {"securitySchemes": {"Bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+    tasks = {
+        "paths": {"/b": {"get": _operation(security="Bearer")}},
+        "components": {
+            "securitySchemes": {"Bearer": {"type": "apiKey", "in": "header", "name": "X-Key"}}
+        },
+    }
+
+    merged = merge_openapi(BASE, {"Auth": auth, "Tasks": tasks})
+
+    schemes = merged["components"]["securitySchemes"]
+    assert schemes["TasksBearer"] == tasks["components"]["securitySchemes"]["Bearer"]
+    assert merged["paths"]["/b"]["get"]["security"] == [{"TasksBearer": []}]
+    assert merged["paths"]["/a"]["get"]["security"] == [{"Bearer": []}]
+
+
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    node: Any = document
+    for key in ref.removeprefix("#/").split("/"):
+        node = node[key]
+    return node
+
+
+def test_schemas_used_only_by_other_components_are_kept() -> None:
+    json_schema = {"application/json": {"schema": _ref("Error")}}
+    service = {
+        "paths": {
+            "/x": {
+                "post": {
+                    "parameters": [{"$ref": "#/components/parameters/Page"}],
+                    "requestBody": {"$ref": "#/components/requestBodies/Input"},
+                    "responses": {
+                        "200": {"$ref": "#/components/responses/Listed"},
+                        "404": {"$ref": "#/components/responses/NotFound"},
+                    },
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "Error": {"type": "object", "properties": {"code": _ref("Code")}},
+                "Code": {"type": "integer"},
+                "Input": {"type": "object"},
+                "PageSize": {"type": "integer"},
+                "Limit": {"type": "integer"},
+                "Item": {"type": "string"},
+                "Unused": {"type": "boolean"},
+            },
+            "responses": {
+                "NotFound": {"description": "Not found", "content": json_schema},
+                "Listed": {
+                    "description": "OK",
+                    "headers": {"X-Limit": {"$ref": "#/components/headers/Limit"}},
+                    "content": {"application/json": {"schema": _ref("Item")}},
+                },
+            },
+            "requestBodies": {
+                "Input": {"content": {"application/json": {"schema": _ref("Input")}}}
+            },
+            "parameters": {"Page": {"name": "size", "in": "query", "schema": _ref("PageSize")}},
+            "headers": {"Limit": {"schema": _ref("Limit")}},
+        },
+    }
+
+    merged = merge_openapi(BASE, {"Tasks": service})
+
+    for ref in _all_refs(merged):
+        assert _resolve(merged, ref), ref
+    assert "Unused" not in merged["components"]["schemas"]
+
+
+def test_an_operation_two_services_document_keeps_the_first_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    auth = {
+        "paths": {"/x": {"get": _operation(schema="A")}},
+        "components": {"schemas": {"A": {"type": "string"}}},
+    }
+    tasks = {
+        "paths": {"/x": {"get": _operation(schema="B"), "post": _operation()}},
+        "components": {"schemas": {"B": {"type": "integer"}}},
+    }
+
+    merged = merge_openapi(BASE, {"Auth": auth, "Tasks": tasks})
+
+    assert merged["paths"]["/x"]["get"] == auth["paths"]["/x"]["get"]
+    assert merged["paths"]["/x"]["post"] == tasks["paths"]["/x"]["post"]
+    assert "B" not in merged["components"]["schemas"]
+    assert any("GET /x" in record.getMessage() for record in caplog.records)
+
+
+async def test_concurrent_readers_share_one_fetch_of_a_stalled_service() -> None:
+    fetches = 0
+
+    async def stalled(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal fetches
+        fetches += 1
+        while (await receive())["type"] != "http.disconnect":
+            pass  # never answers
+
+    async with serve(stalled) as url:
+        upstream = open_upstream(
+            "Task service", url, connect_timeout=1, timeout=1, probe_timeout=0.5
+        )
+        cache = OpenAPICache(BASE, {"Tasks": upstream}, timeout=0.5)
+        try:
+            documents = await asyncio.gather(*(cache.get() for _ in range(5)))
+        finally:
+            await cache.aclose()
+            await upstream.aclose()
+
+    assert fetches == 1
+    assert all(document["paths"] == BASE["paths"] for document in documents)
 
 
 def _all_refs(node: Any) -> list[str]:

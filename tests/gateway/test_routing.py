@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.gateway.conftest import GatewayUnderTest
+from tests.support.raw_http import raw_request
 
 
 @pytest.mark.parametrize(
@@ -71,3 +72,42 @@ async def test_trailing_slash_is_not_redirected(gateway: GatewayUnderTest) -> No
     assert response.status_code == 200
     assert "location" not in response.headers
     assert gateway.tasks.requests[-1].path == "/api/u1/tasks/"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/x/../../health",
+        "/api/x/../../openapi.json",
+        "/api/x/../../docs",
+        "/api/x;/../../health",
+        "/api/x/..;/..;/health",
+        "/api/x/%2e%2e/%2E%2E/health",
+        "/api/x/.%2e/health",
+        "/api/x/..%2f..%2fhealth",
+        "/auth/../api/u/tasks",
+        "/api/./u/tasks",
+        "/api/u/tasks/.",
+    ],
+)
+async def test_paths_with_dot_segments_are_404_without_touching_a_service(
+    gateway: GatewayUnderTest, target: str
+) -> None:
+    # Sent as written: an HTTP client library would resolve the dots itself.
+    response = await raw_request(gateway.url, "GET", target)
+
+    assert response.status == 404
+    assert response.json() == {"detail": "Not Found"}
+    assert gateway.auth.requests == gateway.tasks.requests == []
+
+
+@pytest.mark.parametrize(
+    "target", ["/api/u/.hidden", "/api/u/.../x", "/api/a..b/tasks", "/api/%2e%2ex/tasks"]
+)
+async def test_dots_that_are_not_segments_reach_the_service_as_sent(
+    gateway: GatewayUnderTest, target: str
+) -> None:
+    response = await raw_request(gateway.url, "GET", target)
+
+    assert response.status == 200
+    assert gateway.tasks.requests[-1].raw_path == target.encode()

@@ -19,8 +19,14 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
-    """Yield the base URL while the app is served."""
+async def serve(
+    app: ASGIApp, port: int | None = None, *, forwarded_allow_ips: str | None = None
+) -> AsyncIterator[str]:
+    """Yield the base URL while the app is served.
+
+    Like uvicorn, it trusts forwarding headers from 127.0.0.1 unless `forwarded_allow_ips`
+    says otherwise.
+    """
     port = port or free_port()
     config = uvicorn.Config(
         app,
@@ -30,6 +36,7 @@ async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
         lifespan="off",
         # A stand-in left stalling on purpose must not hold up the end of the test.
         timeout_graceful_shutdown=1,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -1,0 +1,72 @@
+"""Which headers the proxy passes on, adds and drops, both ways."""
+
+from __future__ import annotations
+
+import httpx2
+from starlette.types import Scope
+
+# Meaningful for one connection only (RFC 9110 section 7.6.1): never forwarded either way.
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
+)
+# Nor is any Proxy-* header (Proxy-Authorization, Proxy-Connection, Proxy-Status, ...):
+# each is meant for one proxy hop, not for the next.
+_PROXY_PREFIX = b"proxy-"
+# CORS is the gateway's alone: a service's Access-Control-* headers could admit origins
+# the gateway refuses.
+_CORS_PREFIX = b"access-control-"
+# Replaced by the gateway's own values on the way in.
+_REPLACED_REQUEST = frozenset(
+    {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+)
+_DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST
+# The gateway's server adds its own Date and Server.
+_DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
+
+
+def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names a `Connection` header marks as hop-by-hop."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(token.strip().lower() for token in value.split(b","))
+    return frozenset(tokens)
+
+
+def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The client's headers minus hop-by-hop ones, plus forwarding and request-id headers."""
+    incoming: list[tuple[bytes, bytes]] = scope["headers"]
+    marked = _connection_tokens(incoming)
+    dropped = _DROPPED_REQUEST | marked if marked else _DROPPED_REQUEST
+    headers = [
+        (name, value)
+        for name, value in incoming
+        if name not in dropped and not name.startswith(_PROXY_PREFIX)
+    ]
+
+    client = scope.get("client")
+    # The services trust the gateway's X-Forwarded-For (uvicorn --proxy-headers) and count
+    # rate limits by it. The gateway's own uvicorn has already resolved the client from
+    # trusted front proxies: that address is all that is passed on. Entries to its left
+    # were written by the client and are worth nothing; kept, they would let a client pick
+    # its address wherever a service trusts more than the gateway.
+    headers.append((b"x-forwarded-for", client[0].encode("latin-1") if client else b"unknown"))
+    headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
+    host = next((value for name, value in incoming if name == b"host"), None)
+    if host:
+        headers.append((b"x-forwarded-host", host))
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode("ascii")))
+    return headers
+
+
+def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
+    """The service's headers minus hop-by-hop, Proxy-* and CORS ones, and Date and Server."""
+    raw = [(name.lower(), value) for name, value in response.headers.raw]
+    dropped = _DROPPED_RESPONSE | _connection_tokens(raw)
+    return [
+        (name, value)
+        for name, value in raw
+        if name not in dropped and not name.startswith((_PROXY_PREFIX, _CORS_PREFIX))
+    ]
