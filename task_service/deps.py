@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 
 from shared.auth import CurrentPrincipal
 from shared.tokens import MAX_SUBJECT_LENGTH
-from task_service.schemas import MAX_BIGINT
+from task_service.schemas import MAX_BIGINT, TaskListQuery
 
 
 def require_own_user_id(
@@ -33,3 +35,29 @@ def require_own_user_id(
 
 OwnUserId = Annotated[str, Depends(require_own_user_id)]
 TaskId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The task's id")]
+
+
+def list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> TaskListQuery:
+    """The list's parameters, each given at most once.
+
+    FastAPI keeps the last of a repeated parameter; `?tag=a&tag=b` would then quietly mean
+    `?tag=b`, so a repeat is a 422 instead.
+    """
+    given = Counter(name for name, _ in request.query_params.multi_items())
+    repeated = [name for name in TaskListQuery.model_fields if given[name] > 1]
+    if repeated:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "repeated",
+                    "loc": ("query", name),
+                    "msg": "must be given at most once",
+                    "input": request.query_params.getlist(name),
+                }
+                for name in repeated
+            ]
+        )
+    return query
+
+
+ListQuery = Annotated[TaskListQuery, Depends(list_query)]

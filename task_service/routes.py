@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, HTTPException, Response, status
 
 from shared.db import SessionDep
 from shared.errors import error_responses
 from task_service import crud
-from task_service.deps import OwnUserId, TaskId
+from task_service.deps import ListQuery, OwnUserId, TaskId
 from task_service.models import Task
-from task_service.schemas import TaskCreate, TaskListQuery, TaskPublic, TaskReplace, TaskUpdate
+from task_service.schemas import TaskCreate, TaskPublic, TaskReplace, TaskUpdate
 
 TOTAL_COUNT_HEADER = "X-Total-Count"
 
@@ -54,7 +54,7 @@ def _found(task: Task | None) -> TaskPublic:
 @router.get("", response_model=list[TaskPublic], responses=_LIST_RESPONSES)
 async def list_tasks(
     user_id: OwnUserId,
-    query: Annotated[TaskListQuery, Query()],
+    query: ListQuery,
     session: SessionDep,
     response: Response,
 ) -> list[TaskPublic]:

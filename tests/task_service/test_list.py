@@ -277,6 +277,29 @@ async def test_bad_query_parameters_are_422(
     assert [error["loc"] for error in response.json()["detail"]] == [["query", name]]
 
 
+@pytest.mark.parametrize(
+    "query", ["tag=a&tag=b", "tag=a&tag=", "limit=5&limit=5", "status=pending&status=completed"]
+)
+async def test_a_repeated_parameter_is_422_not_its_last_value(
+    client: httpx2.AsyncClient, query: str
+) -> None:
+    response = await client.get(f"{tasks_url()}?{query}", headers=auth())
+
+    assert response.status_code == 422
+    name = query.split("=", 1)[0]
+    assert [error["loc"] for error in response.json()["detail"]] == [["query", name]]
+
+
+async def test_a_repeated_unknown_parameter_is_ignored_like_any_unknown_one(
+    client: httpx2.AsyncClient,
+) -> None:
+    await create_task(client, title="seen")
+
+    response = await client.get(f"{tasks_url()}?colour=blue&colour=red", headers=auth())
+
+    assert [task["title"] for task in response.json()] == ["seen"]
+
+
 async def test_unknown_query_parameters_are_ignored(client: httpx2.AsyncClient) -> None:
     await create_task(client, title="seen")
 
