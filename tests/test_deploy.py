@@ -3,6 +3,7 @@ path exists. They cannot run here (no container engine); this is what can be che
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,52 @@ def test_k8s_secrets_come_from_a_secret_and_services_autoscale() -> None:
     for _, container in _k8s_containers():
         for entry in container.get("env", []):
             assert entry["name"] not in {"SECRET_KEY", "DATABASE_URL", "BETTER_AUTH_SECRET"}
+
+
+def _forwarded_allow_ips(node: Any, found: list[str]) -> None:
+    """Collect every FORWARDED_ALLOW_IPS value (mapping, k8s env entry or uvicorn argument)."""
+    if isinstance(node, dict):
+        if node.get("name") == "FORWARDED_ALLOW_IPS" and "value" in node:
+            found.append(str(node["value"]))
+        if "FORWARDED_ALLOW_IPS" in node:
+            found.append(str(node["FORWARDED_ALLOW_IPS"]))
+        for value in node.values():
+            _forwarded_allow_ips(value, found)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            if item == "--forwarded-allow-ips":
+                found.append(str(node[index + 1]))
+            _forwarded_allow_ips(item, found)
+
+
+def test_no_deployment_trusts_forwarded_headers_from_anyone() -> None:
+    # With "*" uvicorn takes the left-most X-Forwarded-For entry, which the client writes:
+    # every client could claim any address and escape the per-client limits.
+    files = set()
+    for path in sorted(DEPLOY.rglob("*.yaml")):
+        values: list[str] = []
+        for doc in _documents(path):
+            _forwarded_allow_ips(doc, values)
+        for value in values:
+            assert "*" not in {entry.strip() for entry in value.split(",")}, path.name
+            files.add(path.name)
+    assert files == {"compose.yaml", "auth.yaml", "tasks.yaml", "gateway.yaml"}
+
+
+def test_compose_services_trust_only_the_network_the_gateway_reaches_them_from() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    for name in ("auth", "tasks"):
+        (network,) = set(services[name]["networks"]) & set(services["gateway"]["networks"])
+        (pool,) = compose["networks"][network]["ipam"]["config"]
+        # Containers (the gateway among them) get their addresses from ip_range.
+        containers = ipaddress.ip_network(pool.get("ip_range", pool["subnet"]))
+        host_side = ipaddress.ip_address(pool["gateway"])
+        trusted = services[name]["environment"]["FORWARDED_ALLOW_IPS"].split(",")
+        for entry in map(ipaddress.ip_network, trusted):
+            assert entry.version == containers.version, name
+            assert entry.subnet_of(containers), (name, entry)  # type: ignore[arg-type]
+            assert host_side not in entry, (name, entry)
 
 
 def test_space_yaml_matches_the_readme_front_matter() -> None:
