@@ -121,7 +121,9 @@ def start_stack(tmp_path: Path, **overrides: str) -> Stack:
     )
     env.update(overrides)
     log_path = tmp_path / "stack.log"
-    with log_path.open("wb") as log:
+    # Append mode, as a container runtime's log would be: supervisord reopens /dev/stdout for
+    # each log, and writes through a shared offset would overwrite one another.
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "app.py"],
             cwd=ROOT,
@@ -131,6 +133,22 @@ def start_stack(tmp_path: Path, **overrides: str) -> Stack:
             start_new_session=True,
         )
     return Stack(process, env, log_path)
+
+
+def session_processes(session_id: int) -> dict[int, str]:
+    """The processes still in a session, by pid, with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # it ended meanwhile
+            continue
+        # The name in parentheses may hold spaces: the fields that follow are state, ppid,
+        # process group and session.
+        if int(text[text.rindex(")") + 2 :].split()[3]) == session_id:
+            found[int(stat.parent.name)] = command.strip()
+    return found
 
 
 @pytest.fixture(scope="module")

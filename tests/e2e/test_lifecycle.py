@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.e2e.conftest import ROOT, start_stack
+from tests.e2e.conftest import ROOT, session_processes, start_stack
 
 
 def _alive(pid: int) -> bool:
@@ -27,18 +27,21 @@ def test_stack_starts_on_embedded_sqlite_and_stops_cleanly_on_sigterm(tmp_path: 
         stack.wait_healthy()
         health = httpx2.get(f"{stack.base_url}/health", timeout=5).json()
         pids = [stack.pid(name) for name in ("gateway", "auth", "tasks")]
-        assert all(_alive(pid) for pid in pids)
+        running = session_processes(stack.process.pid)
     finally:
         code = stack.stop()
 
     assert health["services"]["tasks"]["storage"] == "sqlite"
+    assert set(pids) | {stack.process.pid} <= set(running)
     assert code == 0
-    assert not any(_alive(pid) for pid in pids), "a program outlived supervisord"
+    assert session_processes(stack.process.pid) == {}, "a process outlived supervisord"
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(f"{stack.base_url}/health", timeout=2)
     assert (tmp_path / "data" / "auth.db").exists()
     assert (tmp_path / "data" / "tasks.db").exists()
     assert "data lives in local SQLite files" in stack.log()
+    for program in ("gateway", "auth", "tasks"):
+        assert stack.log().count(f"spawned: '{program}' with pid") == 1
 
 
 def test_bad_configuration_stops_the_launch_with_one_line(tmp_path: Path) -> None:
