@@ -2,6 +2,8 @@
 
     python app.py                 fill in defaults, check the configuration, exec supervisord
     python app.py --healthcheck   exit 0 when the gateway's /health answers 200 (Docker)
+    python app.py --supervisord   run supervisord in this process (what `python app.py` execs);
+                                  exit 1 when it stopped because a program went FATAL, else 0
     python app.py --exit-on-fatal supervisord event listener: stop everything when a program
                                   cannot be kept running, so the platform restarts the container
 
@@ -34,6 +36,8 @@ DEFAULTS = {
     "FORWARDED_ALLOW_IPS": PRIVATE_NETWORKS,
 }
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
+# Left in SUPERVISOR_RUN_DIR by the FATAL listener, for the exit status.
+FATAL_MARKER = "fatal"
 
 
 def prepare_environment(env: MutableMapping[str, str]) -> list[str]:
@@ -97,9 +101,27 @@ def start() -> None:
     check_configuration()
     for note in notes:
         print(f"app.py: {note}", file=sys.stderr, flush=True)
-    command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(ROOT / "supervisord.conf")]
-    # Replace this process, so the platform's signals reach supervisord directly.
+    # Replace this process, so the platform's signals reach supervisord directly and nothing
+    # the configuration check imported stays in memory.
+    command = [sys.executable, str(ROOT / "app.py"), "--supervisord"]
     os.execv(sys.executable, command)  # noqa: S606 (fixed command, no shell)
+
+
+def run_supervisord() -> int:
+    """Run supervisord here; 1 when the FATAL listener stopped it, else 0.
+
+    supervisord exits 0 however it was stopped, and a signal cannot end it with another
+    status: as a container's PID 1 it is immune to every signal it does not handle.
+    """
+    from supervisor import supervisord
+
+    marker = Path(os.environ["SUPERVISOR_RUN_DIR"]) / FATAL_MARKER
+    marker.unlink(missing_ok=True)
+    supervisord.main(["-c", str(ROOT / "supervisord.conf")])
+    if marker.exists():
+        marker.unlink()
+        return 1
+    return 0
 
 
 def healthcheck() -> int:
@@ -112,7 +134,8 @@ def healthcheck() -> int:
 
 
 def exit_on_fatal() -> None:
-    """Speak supervisord's event-listener protocol; on PROCESS_STATE_FATAL, stop supervisord."""
+    """Speak supervisord's event-listener protocol; on PROCESS_STATE_FATAL, stop supervisord
+    (which stops every program gracefully) and have it exit with a failure."""
     while True:
         sys.stdout.write("READY\n")
         sys.stdout.flush()
@@ -120,6 +143,7 @@ def exit_on_fatal() -> None:
         payload = sys.stdin.read(int(header["len"]))
         if header.get("eventname") == "PROCESS_STATE_FATAL":
             print(f"app.py: a program cannot be kept running ({payload})", file=sys.stderr)
+            (Path(os.environ["SUPERVISOR_RUN_DIR"]) / FATAL_MARKER).touch()
             os.kill(os.getppid(), signal.SIGTERM)
         sys.stdout.write("RESULT 2\nOK")
         sys.stdout.flush()
@@ -128,6 +152,8 @@ def exit_on_fatal() -> None:
 if __name__ == "__main__":
     if "--healthcheck" in sys.argv[1:]:
         sys.exit(healthcheck())
+    if "--supervisord" in sys.argv[1:]:
+        sys.exit(run_supervisord())
     if "--exit-on-fatal" in sys.argv[1:]:
         exit_on_fatal()
     else:

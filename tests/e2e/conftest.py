@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,8 +105,9 @@ class Stack:
         return self.process.returncode
 
 
-def start_stack(tmp_path: Path, **overrides: str) -> Stack:
-    """Launch `python app.py` as a new session on free loopback ports."""
+def start_stack(tmp_path: Path, *, launcher: Sequence[str] = (), **overrides: str) -> Stack:
+    """Launch `python app.py` (behind `launcher`, if given) as a new session on free
+    loopback ports."""
     env = {key: value for key, value in os.environ.items() if key not in _SCRUBBED}
     env.update(
         HOST="127.0.0.1",
@@ -124,8 +125,8 @@ def start_stack(tmp_path: Path, **overrides: str) -> Stack:
     # Append mode, as a container runtime's log would be: supervisord reopens /dev/stdout for
     # each log, and writes through a shared offset would overwrite one another.
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"],
+        process = subprocess.Popen(  # noqa: S603 (our own fixed command)
+            [*launcher, sys.executable, "app.py"],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,18 @@ import httpx2
 import pytest
 
 from tests.e2e.conftest import ROOT, session_processes, start_stack
+
+# Five failed starts with growing back-off: about half a minute.
+FATAL_WITHIN = 120
+# In a container supervisord is PID 1, which ignores every signal it has no handler for.
+AS_PID_1 = ("unshare", "--pid", "--fork")
+
+
+def _can_run_as_pid_1() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run([*AS_PID_1, "true"], capture_output=True, check=False)  # noqa: S603
+    return probe.returncode == 0
 
 
 def _alive(pid: int) -> bool:
@@ -42,6 +56,31 @@ def test_stack_starts_on_embedded_sqlite_and_stops_cleanly_on_sigterm(tmp_path: 
     assert "data lives in local SQLite files" in stack.log()
     for program in ("gateway", "auth", "tasks"):
         assert stack.log().count(f"spawned: '{program}' with pid") == 1
+
+
+@pytest.mark.parametrize("launcher", [(), AS_PID_1], ids=["process", "pid-1"])
+def test_a_program_that_cannot_start_ends_the_stack_with_a_failure(
+    tmp_path: Path, launcher: tuple[str, ...]
+) -> None:
+    if launcher and not _can_run_as_pid_1():
+        pytest.skip("running a process as PID 1 needs `unshare --pid` (root)")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        stack = start_stack(tmp_path, launcher=launcher, AUTH_SERVICE_PORT=port)
+        try:
+            code = stack.process.wait(timeout=FATAL_WITHIN)
+        finally:
+            stack.stop()
+
+    log = stack.log()
+    assert "gave up: auth entered FATAL state" in log
+    assert code == 1, log[-4000:]
+    for program in ("gateway", "tasks"):
+        # uvicorn ends on the signal it was sent once it has shut down; not on SIGKILL.
+        assert f"stopped: {program} (terminated by SIGTERM)" in log, program
+    assert session_processes(stack.process.pid) == {}, "a process outlived supervisord"
 
 
 def test_bad_configuration_stops_the_launch_with_one_line(tmp_path: Path) -> None:
