@@ -40,10 +40,17 @@ SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
 FATAL_MARKER = "fatal"
 
 
-def prepare_environment(env: MutableMapping[str, str]) -> list[str]:
+def prepare_environment(env: MutableMapping[str, str], env_file: Path = ROOT / ".env") -> list[str]:
     """Fill in what the stack needs and was not given; return notes for the operator."""
+    from dotenv import dotenv_values
+
     from shared.settings import default_data_dir
 
+    # `.env` first: the defaults below would otherwise land in the environment, where they
+    # beat `.env` in every service's settings. Real variables still win, as they do there.
+    for name, value in dotenv_values(env_file).items():
+        if value is not None:
+            env.setdefault(name, value)
     notes = []
     for name, value in DEFAULTS.items():
         env.setdefault(name, value)
