@@ -19,7 +19,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -35,6 +35,7 @@ DEFAULTS = {
     "TASK_SERVICE_PORT": "8002",
     "FORWARDED_ALLOW_IPS": PRIVATE_NETWORKS,
 }
+PORT_VARIABLES = ("PORT", "AUTH_SERVICE_PORT", "TASK_SERVICE_PORT")
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
 # Left in SUPERVISOR_RUN_DIR by the FATAL listener, for the exit status.
 FATAL_MARKER = "fatal"
@@ -64,7 +65,6 @@ def prepare_environment(env: MutableMapping[str, str], env_file: Path = ROOT / "
             "Set SECRET_KEY yourself to share it with other deployments."
         )
     env["APP_PYTHON"] = sys.executable
-    env.setdefault("SUPERVISOR_RUN_DIR", tempfile.mkdtemp(prefix="todo-supervisor-"))
     return notes
 
 
@@ -81,31 +81,64 @@ def _persistent_secret(data_dir: Path) -> str:
     return key
 
 
-def check_configuration() -> None:
-    """Exit with one line per service that would refuse to start."""
+def port_problems(env: Mapping[str, str]) -> list[str]:
+    """What is wrong with the ports the programs would listen on."""
+    problems = []
+    taken: dict[int, str] = {}
+    for name in PORT_VARIABLES:
+        try:
+            port = int(env[name])
+        except ValueError:
+            port = 0
+        if not 1 <= port <= 65535:
+            problems.append(f"{name} must be a port number (1-65535), not {env[name]!r}")
+        elif port in taken:
+            problems.append(f"{name} and {taken[port]} are both {port}: each needs its own")
+        taken.setdefault(port, name)
+    return problems
+
+
+def check_configuration(env: Mapping[str, str]) -> None:
+    """Exit with one line per distinct problem, naming the processes it stops."""
+    from pydantic import ValidationError
+
     from auth_service.settings import AuthSettings
     from gateway.settings import GatewaySettings
-    from shared.settings import load_settings
+    from shared.settings import validation_problems
     from task_service.settings import TaskSettings
 
-    problems = []
+    # Without this a bad port only shows as a program crashing over and over. The service
+    # URLs are made from the ports, so nothing else is worth checking until they are right.
+    if problems := port_problems(env):
+        raise SystemExit("\n".join(f"Invalid configuration: {problem}" for problem in problems))
+    stopped: dict[str, list[str]] = {}
     for name, settings_class in (
         ("auth service", AuthSettings),
         ("task service", TaskSettings),
         ("gateway", GatewaySettings),
     ):
         try:
-            load_settings(settings_class)
-        except SystemExit as exc:
-            problems.append(f"{name}: {exc.code}")
-    if problems:
-        raise SystemExit("\n".join(problems))
+            settings_class()
+        except ValidationError as exc:
+            for problem in validation_problems(exc):
+                stopped.setdefault(problem, []).append(name)
+    if stopped:
+        raise SystemExit(
+            "\n".join(
+                f"Invalid configuration ({', '.join(names)}): {problem}"
+                for problem, names in stopped.items()
+            )
+        )
 
 
 def start() -> None:
     os.chdir(ROOT)
     notes = prepare_environment(os.environ)
-    check_configuration()
+    check_configuration(os.environ)
+    if not os.environ.get("SUPERVISOR_RUN_DIR"):
+        # For supervisord's socket and pid file, which it removes when it stops; the empty
+        # directory stays in the system's temporary directory.
+        os.environ["SUPERVISOR_RUN_DIR"] = tempfile.mkdtemp(prefix="todo-supervisor-")
     for note in notes:
         print(f"app.py: {note}", file=sys.stderr, flush=True)
     # Replace this process, so the platform's signals reach supervisord directly and nothing

@@ -84,16 +84,50 @@ def test_a_program_that_cannot_start_ends_the_stack_with_a_failure(
 
 
 def test_bad_configuration_stops_the_launch_with_one_line(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, APP_ENV="production", SECRET_KEY="short")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    stack = start_stack(
+        tmp_path,
+        APP_ENV="production",
+        SECRET_KEY="short",
+        SUPERVISOR_RUN_DIR="",  # so app.py would make one, in TMPDIR
+        TMPDIR=str(temporary),
+    )
 
     code = stack.process.wait(timeout=30)
 
     assert code != 0
-    output = stack.log().strip()
-    assert "DATABASE_URL is not set" in output
-    assert "SECRET_KEY must be set to at least 32 bytes" in output
-    assert "Traceback" not in output
+    lines = stack.log().strip().splitlines()
+    (line,) = [line for line in lines if "DATABASE_URL is not set" in line]
+    assert "(auth service, task service)" in line
+    assert "SECRET_KEY must be set to at least 32 bytes" in line
+    assert not any("Traceback" in line for line in lines)
     assert not _alive(stack.process.pid)
+    assert list(temporary.iterdir()) == [], "a run directory was made for nothing"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"AUTH_SERVICE_PORT": "auth"}, "AUTH_SERVICE_PORT must be a port number (1-65535)"),
+        ({"TASK_SERVICE_PORT": "70000"}, "TASK_SERVICE_PORT must be a port number (1-65535)"),
+        ({"PORT": "0"}, "PORT must be a port number (1-65535)"),
+        ({"PORT": "8123", "TASK_SERVICE_PORT": "8123"}, "TASK_SERVICE_PORT and PORT are both"),
+    ],
+    ids=["not-a-number", "too-large", "zero", "shared"],
+)
+def test_a_bad_port_stops_the_launch_with_one_line(
+    tmp_path: Path, overrides: dict[str, str], expected: str
+) -> None:
+    stack = start_stack(tmp_path, **overrides)
+    try:
+        code = stack.process.wait(timeout=30)
+    finally:
+        stack.stop()
+
+    assert code != 0
+    (line,) = stack.log().strip().splitlines()
+    assert line.startswith(f"Invalid configuration: {expected}")
 
 
 def test_the_container_healthcheck_follows_the_gateway(tmp_path: Path) -> None:
