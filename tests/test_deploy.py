@@ -123,6 +123,71 @@ def test_every_probe_path_is_a_route_of_its_service(apps: dict[str, FastAPI]) ->
     assert probes == 6
 
 
+def _k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (doc["kind"], doc["metadata"]["name"]): doc
+        for path in (DEPLOY / "k8s").glob("*.yaml")
+        for doc in _documents(path)
+        if "metadata" in doc
+    }
+
+
+def _listening_port(container: dict[str, Any]) -> int:
+    command: list[str] = container["command"]
+    return int(command[command.index("--port") + 1])
+
+
+def test_k8s_probes_and_container_ports_are_the_port_the_server_listens_on() -> None:
+    containers = 0
+    for path, container in _k8s_containers():
+        port = _listening_port(container)
+        assert [entry["containerPort"] for entry in container["ports"]] == [port], path.name
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["port"] == port, (path.name, probe)
+        containers += 1
+    assert containers == 3
+
+
+def test_k8s_services_send_traffic_to_their_pods_listening_port() -> None:
+    objects = _k8s_objects()
+    deployments = [doc for (kind, _), doc in objects.items() if kind == "Deployment"]
+    services = 0
+    for (kind, name), service in objects.items():
+        if kind != "Service":
+            continue
+        selector = service["spec"]["selector"]
+        (deployment,) = [
+            doc
+            for doc in deployments
+            if selector.items() <= doc["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        ports = {_listening_port(c) for c in deployment["spec"]["template"]["spec"]["containers"]}
+        for entry in service["spec"]["ports"]:
+            assert entry["targetPort"] in ports, name
+        services += 1
+    assert services == 3
+
+
+def test_k8s_autoscalers_and_ingress_refer_to_existing_objects() -> None:
+    objects = _k8s_objects()
+    autoscalers = [doc for (kind, _), doc in objects.items() if kind == "HorizontalPodAutoscaler"]
+    for autoscaler in autoscalers:
+        target = autoscaler["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) in objects, autoscaler["metadata"]["name"]
+    backends = [
+        path["backend"]["service"]
+        for (kind, _), doc in objects.items()
+        if kind == "Ingress"
+        for rule in doc["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    for backend in backends:
+        service = objects[("Service", backend["name"])]
+        assert backend["port"]["number"] in [p["port"] for p in service["spec"]["ports"]]
+    assert len(autoscalers) == 2
+    assert len(backends) == 1
+
+
 def test_k8s_secrets_come_from_a_secret_and_services_autoscale() -> None:
     kinds = {
         (doc["kind"], doc["metadata"]["name"])
