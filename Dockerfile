@@ -6,8 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Spaces run containers as uid 1000.
-RUN useradd --create-home --uid 1000 user
+# Spaces run containers as uid 1000, which must own the app directory and data/ (the SQLite
+# default unless persistent storage is mounted at /data). WORKDIR would create it as root.
+RUN useradd --create-home --uid 1000 user \
+    && install -d -o user -g user /home/user/app /home/user/app/data
 WORKDIR /home/user/app
 
 # Dependencies first: this layer stays cached until requirements.txt changes.
@@ -15,8 +17,6 @@ COPY --chown=user:user requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY --chown=user:user . .
-# The embedded SQLite default lives here unless persistent storage is mounted at /data.
-RUN mkdir -p data && chown user:user data
 
 USER user
 ENV HOME=/home/user \

@@ -2,6 +2,8 @@
 
     python app.py                 fill in defaults, check the configuration, exec supervisord
     python app.py --healthcheck   exit 0 when the gateway's /health answers 200 (Docker)
+    python app.py --supervisord   run supervisord in this process (what `python app.py` execs);
+                                  exit 1 when it stopped because a program went FATAL, else 0
     python app.py --exit-on-fatal supervisord event listener: stop everything when a program
                                   cannot be kept running, so the platform restarts the container
 
@@ -17,7 +19,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -33,13 +35,23 @@ DEFAULTS = {
     "TASK_SERVICE_PORT": "8002",
     "FORWARDED_ALLOW_IPS": PRIVATE_NETWORKS,
 }
+PORT_VARIABLES = ("PORT", "AUTH_SERVICE_PORT", "TASK_SERVICE_PORT")
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
+# Left in SUPERVISOR_RUN_DIR by the FATAL listener, for the exit status.
+FATAL_MARKER = "fatal"
 
 
-def prepare_environment(env: MutableMapping[str, str]) -> list[str]:
+def prepare_environment(env: MutableMapping[str, str], env_file: Path = ROOT / ".env") -> list[str]:
     """Fill in what the stack needs and was not given; return notes for the operator."""
+    from dotenv import dotenv_values
+
     from shared.settings import default_data_dir
 
+    # `.env` first: the defaults below would otherwise land in the environment, where they
+    # beat `.env` in every service's settings. Real variables still win, as they do there.
+    for name, value in dotenv_values(env_file).items():
+        if value is not None:
+            env.setdefault(name, value)
     notes = []
     for name, value in DEFAULTS.items():
         env.setdefault(name, value)
@@ -53,7 +65,6 @@ def prepare_environment(env: MutableMapping[str, str]) -> list[str]:
             "Set SECRET_KEY yourself to share it with other deployments."
         )
     env["APP_PYTHON"] = sys.executable
-    env.setdefault("SUPERVISOR_RUN_DIR", tempfile.mkdtemp(prefix="todo-supervisor-"))
     return notes
 
 
@@ -70,36 +81,87 @@ def _persistent_secret(data_dir: Path) -> str:
     return key
 
 
-def check_configuration() -> None:
-    """Exit with one line per service that would refuse to start."""
+def port_problems(env: Mapping[str, str]) -> list[str]:
+    """What is wrong with the ports the programs would listen on."""
+    problems = []
+    taken: dict[int, str] = {}
+    for name in PORT_VARIABLES:
+        try:
+            port = int(env[name])
+        except ValueError:
+            port = 0
+        if not 1 <= port <= 65535:
+            problems.append(f"{name} must be a port number (1-65535), not {env[name]!r}")
+        elif port in taken:
+            problems.append(f"{name} and {taken[port]} are both {port}: each needs its own")
+        taken.setdefault(port, name)
+    return problems
+
+
+def check_configuration(env: Mapping[str, str]) -> None:
+    """Exit with one line per distinct problem, naming the processes it stops."""
+    from pydantic import ValidationError
+
     from auth_service.settings import AuthSettings
     from gateway.settings import GatewaySettings
-    from shared.settings import load_settings
+    from shared.settings import validation_problems
     from task_service.settings import TaskSettings
 
-    problems = []
+    # Without this a bad port only shows as a program crashing over and over. The service
+    # URLs are made from the ports, so nothing else is worth checking until they are right.
+    if problems := port_problems(env):
+        raise SystemExit("\n".join(f"Invalid configuration: {problem}" for problem in problems))
+    stopped: dict[str, list[str]] = {}
     for name, settings_class in (
         ("auth service", AuthSettings),
         ("task service", TaskSettings),
         ("gateway", GatewaySettings),
     ):
         try:
-            load_settings(settings_class)
-        except SystemExit as exc:
-            problems.append(f"{name}: {exc.code}")
-    if problems:
-        raise SystemExit("\n".join(problems))
+            settings_class()
+        except ValidationError as exc:
+            for problem in validation_problems(exc):
+                stopped.setdefault(problem, []).append(name)
+    if stopped:
+        raise SystemExit(
+            "\n".join(
+                f"Invalid configuration ({', '.join(names)}): {problem}"
+                for problem, names in stopped.items()
+            )
+        )
 
 
 def start() -> None:
     os.chdir(ROOT)
     notes = prepare_environment(os.environ)
-    check_configuration()
+    check_configuration(os.environ)
+    if not os.environ.get("SUPERVISOR_RUN_DIR"):
+        # For supervisord's socket and pid file, which it removes when it stops; the empty
+        # directory stays in the system's temporary directory.
+        os.environ["SUPERVISOR_RUN_DIR"] = tempfile.mkdtemp(prefix="todo-supervisor-")
     for note in notes:
         print(f"app.py: {note}", file=sys.stderr, flush=True)
-    command = [sys.executable, "-m", "supervisor.supervisord", "-c", str(ROOT / "supervisord.conf")]
-    # Replace this process, so the platform's signals reach supervisord directly.
+    # Replace this process, so the platform's signals reach supervisord directly and nothing
+    # the configuration check imported stays in memory.
+    command = [sys.executable, str(ROOT / "app.py"), "--supervisord"]
     os.execv(sys.executable, command)  # noqa: S606 (fixed command, no shell)
+
+
+def run_supervisord() -> int:
+    """Run supervisord here; 1 when the FATAL listener stopped it, else 0.
+
+    supervisord exits 0 however it was stopped, and a signal cannot end it with another
+    status: as a container's PID 1 it is immune to every signal it does not handle.
+    """
+    from supervisor import supervisord
+
+    marker = Path(os.environ["SUPERVISOR_RUN_DIR"]) / FATAL_MARKER
+    marker.unlink(missing_ok=True)
+    supervisord.main(["-c", str(ROOT / "supervisord.conf")])
+    if marker.exists():
+        marker.unlink()
+        return 1
+    return 0
 
 
 def healthcheck() -> int:
@@ -112,7 +174,8 @@ def healthcheck() -> int:
 
 
 def exit_on_fatal() -> None:
-    """Speak supervisord's event-listener protocol; on PROCESS_STATE_FATAL, stop supervisord."""
+    """Speak supervisord's event-listener protocol; on PROCESS_STATE_FATAL, stop supervisord
+    (which stops every program gracefully) and have it exit with a failure."""
     while True:
         sys.stdout.write("READY\n")
         sys.stdout.flush()
@@ -120,6 +183,7 @@ def exit_on_fatal() -> None:
         payload = sys.stdin.read(int(header["len"]))
         if header.get("eventname") == "PROCESS_STATE_FATAL":
             print(f"app.py: a program cannot be kept running ({payload})", file=sys.stderr)
+            (Path(os.environ["SUPERVISOR_RUN_DIR"]) / FATAL_MARKER).touch()
             os.kill(os.getppid(), signal.SIGTERM)
         sys.stdout.write("RESULT 2\nOK")
         sys.stdout.flush()
@@ -128,6 +192,8 @@ def exit_on_fatal() -> None:
 if __name__ == "__main__":
     if "--healthcheck" in sys.argv[1:]:
         sys.exit(healthcheck())
+    if "--supervisord" in sys.argv[1:]:
+        sys.exit(run_supervisord())
     if "--exit-on-fatal" in sys.argv[1:]:
         exit_on_fatal()
     else:

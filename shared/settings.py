@@ -165,14 +165,19 @@ class ServiceSettings(CommonSettings):
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad variable, without echoing values (they may be secrets)."""
-    parts = []
+def validation_problems(exc: ValidationError) -> list[str]:
+    """Each bad variable and what is wrong, without echoing values (they may be secrets)."""
+    problems = []
     for error in exc.errors(include_input=False, include_url=False):
         message = str(error["msg"]).removeprefix("Value error, ")
         location = "_".join(str(part) for part in error["loc"]).upper()
-        parts.append(f"{location}: {message}" if location else message)
-    return "; ".join(parts)
+        problems.append(f"{location}: {message}" if location else message)
+    return problems
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad variable, without echoing values (they may be secrets)."""
+    return "; ".join(validation_problems(exc))
 
 
 def load_settings(settings_class: type[SettingsT]) -> SettingsT:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,8 +105,9 @@ class Stack:
         return self.process.returncode
 
 
-def start_stack(tmp_path: Path, **overrides: str) -> Stack:
-    """Launch `python app.py` as a new session on free loopback ports."""
+def start_stack(tmp_path: Path, *, launcher: Sequence[str] = (), **overrides: str) -> Stack:
+    """Launch `python app.py` (behind `launcher`, if given) as a new session on free
+    loopback ports."""
     env = {key: value for key, value in os.environ.items() if key not in _SCRUBBED}
     env.update(
         HOST="127.0.0.1",
@@ -121,9 +122,11 @@ def start_stack(tmp_path: Path, **overrides: str) -> Stack:
     )
     env.update(overrides)
     log_path = tmp_path / "stack.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"],
+    # Append mode, as a container runtime's log would be: supervisord reopens /dev/stdout for
+    # each log, and writes through a shared offset would overwrite one another.
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603 (our own fixed command)
+            [*launcher, sys.executable, "app.py"],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -131,6 +134,22 @@ def start_stack(tmp_path: Path, **overrides: str) -> Stack:
             start_new_session=True,
         )
     return Stack(process, env, log_path)
+
+
+def session_processes(session_id: int) -> dict[int, str]:
+    """The processes still in a session, by pid, with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # it ended meanwhile
+            continue
+        # The name in parentheses may hold spaces: the fields that follow are state, ppid,
+        # process group and session.
+        if int(text[text.rindex(")") + 2 :].split()[3]) == session_id:
+            found[int(stat.parent.name)] = command.strip()
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,19 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.e2e.conftest import ROOT, start_stack
+from tests.e2e.conftest import ROOT, session_processes, start_stack
+
+# Five failed starts with growing back-off: about half a minute.
+FATAL_WITHIN = 120
+# In a container supervisord is PID 1, which ignores every signal it has no handler for.
+AS_PID_1 = ("unshare", "--pid", "--fork")
+
+
+def _can_run_as_pid_1() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run([*AS_PID_1, "true"], capture_output=True, check=False)  # noqa: S603
+    return probe.returncode == 0
 
 
 def _alive(pid: int) -> bool:
@@ -27,31 +41,93 @@ def test_stack_starts_on_embedded_sqlite_and_stops_cleanly_on_sigterm(tmp_path: 
         stack.wait_healthy()
         health = httpx2.get(f"{stack.base_url}/health", timeout=5).json()
         pids = [stack.pid(name) for name in ("gateway", "auth", "tasks")]
-        assert all(_alive(pid) for pid in pids)
+        running = session_processes(stack.process.pid)
     finally:
         code = stack.stop()
 
     assert health["services"]["tasks"]["storage"] == "sqlite"
+    assert set(pids) | {stack.process.pid} <= set(running)
     assert code == 0
-    assert not any(_alive(pid) for pid in pids), "a program outlived supervisord"
+    assert session_processes(stack.process.pid) == {}, "a process outlived supervisord"
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(f"{stack.base_url}/health", timeout=2)
     assert (tmp_path / "data" / "auth.db").exists()
     assert (tmp_path / "data" / "tasks.db").exists()
     assert "data lives in local SQLite files" in stack.log()
+    for program in ("gateway", "auth", "tasks"):
+        assert stack.log().count(f"spawned: '{program}' with pid") == 1
+
+
+@pytest.mark.parametrize("launcher", [(), AS_PID_1], ids=["process", "pid-1"])
+def test_a_program_that_cannot_start_ends_the_stack_with_a_failure(
+    tmp_path: Path, launcher: tuple[str, ...]
+) -> None:
+    if launcher and not _can_run_as_pid_1():
+        pytest.skip("running a process as PID 1 needs `unshare --pid` (root)")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        stack = start_stack(tmp_path, launcher=launcher, AUTH_SERVICE_PORT=port)
+        try:
+            code = stack.process.wait(timeout=FATAL_WITHIN)
+        finally:
+            stack.stop()
+
+    log = stack.log()
+    assert "gave up: auth entered FATAL state" in log
+    assert code == 1, log[-4000:]
+    for program in ("gateway", "tasks"):
+        # uvicorn ends on the signal it was sent once it has shut down; not on SIGKILL.
+        assert f"stopped: {program} (terminated by SIGTERM)" in log, program
+    assert session_processes(stack.process.pid) == {}, "a process outlived supervisord"
 
 
 def test_bad_configuration_stops_the_launch_with_one_line(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, APP_ENV="production", SECRET_KEY="short")
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    stack = start_stack(
+        tmp_path,
+        APP_ENV="production",
+        SECRET_KEY="short",
+        SUPERVISOR_RUN_DIR="",  # so app.py would make one, in TMPDIR
+        TMPDIR=str(temporary),
+    )
 
     code = stack.process.wait(timeout=30)
 
     assert code != 0
-    output = stack.log().strip()
-    assert "DATABASE_URL is not set" in output
-    assert "SECRET_KEY must be set to at least 32 bytes" in output
-    assert "Traceback" not in output
+    lines = stack.log().strip().splitlines()
+    (line,) = [line for line in lines if "DATABASE_URL is not set" in line]
+    assert "(auth service, task service)" in line
+    assert "SECRET_KEY must be set to at least 32 bytes" in line
+    assert not any("Traceback" in line for line in lines)
     assert not _alive(stack.process.pid)
+    assert list(temporary.iterdir()) == [], "a run directory was made for nothing"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"AUTH_SERVICE_PORT": "auth"}, "AUTH_SERVICE_PORT must be a port number (1-65535)"),
+        ({"TASK_SERVICE_PORT": "70000"}, "TASK_SERVICE_PORT must be a port number (1-65535)"),
+        ({"PORT": "0"}, "PORT must be a port number (1-65535)"),
+        ({"PORT": "8123", "TASK_SERVICE_PORT": "8123"}, "TASK_SERVICE_PORT and PORT are both"),
+    ],
+    ids=["not-a-number", "too-large", "zero", "shared"],
+)
+def test_a_bad_port_stops_the_launch_with_one_line(
+    tmp_path: Path, overrides: dict[str, str], expected: str
+) -> None:
+    stack = start_stack(tmp_path, **overrides)
+    try:
+        code = stack.process.wait(timeout=30)
+    finally:
+        stack.stop()
+
+    assert code != 0
+    (line,) = stack.log().strip().splitlines()
+    assert line.startswith(f"Invalid configuration: {expected}")
 
 
 def test_the_container_healthcheck_follows_the_gateway(tmp_path: Path) -> None:
