@@ -7,6 +7,8 @@ in memory, or in Redis when several instances must share them.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -79,11 +81,12 @@ class AuthRateLimiter:
         a count after the (slow) password check would let every concurrent guess through.
         A successful login clears the count, so only failures accumulate.
         """
-        await self._hit(self.failures, "login-failure", email, client)
+        await self._hit(self.failures, "login-failure", _account_key(email), client)
 
     async def clear_failures(self, email: str, client: str) -> None:
+        account = _account_key(email)
         await self._use_storage(
-            lambda: self.strategy.clear(self.failures, "login-failure", email, client), None
+            lambda: self.strategy.clear(self.failures, "login-failure", account, client), None
         )
 
     async def _hit(self, item: RateLimitItem, *identifiers: str) -> None:
@@ -121,6 +124,11 @@ class AuthRateLimiter:
             return fallback
 
 
+def _account_key(email: str) -> str:
+    """What the counter store keeps of an account: a digest, not the email itself."""
+    return hashlib.sha256(email.encode()).hexdigest()[:32]
+
+
 def too_many_requests(retry_after: int) -> HTTPException:
     return HTTPException(
         status_code=status.HTTP_429_TOO_MANY_REQUESTS,
@@ -130,8 +138,22 @@ def too_many_requests(retry_after: int) -> HTTPException:
 
 
 def client_address(request: Request) -> str:
-    """The client as resolved by uvicorn's --proxy-headers from trusted forwarders."""
-    return request.client.host if request.client else "unknown"
+    """The client as the limits count it, from the address uvicorn's --proxy-headers
+    resolved: an IPv4 address, or an IPv6 client's whole /64.
+
+    An IPv6 subscriber is usually given a /64 to use as it likes: counted per address, one
+    client could step past every limit by changing address.
+    """
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return host
 
 
 def get_rate_limiter(request: Request) -> AuthRateLimiter:

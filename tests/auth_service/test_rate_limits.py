@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import redis.asyncio
 from asgi_lifespan import LifespanManager
 from sqlalchemy.engine import make_url
 
@@ -98,6 +99,28 @@ async def test_other_clients_and_other_routes_are_not_affected(limited_app: Clie
     assert other_ip.status_code == 401
     assert health.status_code == 200
     assert me.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        ("2001:db8:1:2::10", "2001:db8:1:2:ffff::1", True),
+        ("2001:db8:1:2::10", "2001:db8:1:3::10", False),
+        ("::ffff:198.51.100.7", "198.51.100.7", True),
+        ("198.51.100.8", "198.51.100.9", False),
+    ],
+)
+async def test_ipv6_clients_are_counted_per_64_network(
+    limited_app: Clients, first: str, second: str, *, shared: bool
+) -> None:
+    async with limited_app(auth_rate_limit="2/minute") as client_from:
+        for _ in range(2):
+            async with client_from(first) as client:
+                await client.post("/auth/login", json={"email": _email(), "password": "x"})
+        async with client_from(second) as client:
+            response = await client.post("/auth/login", json={"email": _email(), "password": "x"})
+
+    assert response.status_code == (429 if shared else 401)
 
 
 async def test_repeated_failures_lock_the_account_for_that_client_only(
@@ -202,6 +225,27 @@ async def test_counters_in_redis_are_shared_between_instances(
                 codes.append(response.status_code)
 
     assert codes == [401, 401, 401, 429]
+
+
+async def test_redis_keys_name_no_email(tmp_path: Path, redis_url: str) -> None:
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
+    backend = Backend("sqlite", None, tmp_path)
+    app = create_app(auth_settings(backend, rate_limit_storage_url=redis_url))
+    store = redis.asyncio.from_url(redis_url)
+    try:
+        async with LifespanManager(app):
+            transport = httpx2.ASGITransport(app=app, client=("198.51.100.30", 40000))
+            async with httpx2.AsyncClient(transport=transport, base_url="http://a") as client:
+                response = await client.post(
+                    "/auth/login", json={"email": email, "password": "wrong password"}
+                )
+        keys = [key.decode() async for key in store.scan_iter(match="*login-failure*")]
+    finally:
+        await store.aclose()
+
+    assert response.status_code == 401
+    assert keys, "the failed login was not counted in Redis"
+    assert not [key for key in keys if email in key or email.split("@", maxsplit=1)[0] in key]
 
 
 async def test_an_unreachable_redis_lets_requests_through(
