@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic import SecretStr
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, MetaData
 from sqlalchemy.engine import make_url
 
 from shared.db import Database
-from shared.migrations import context_options, use_schema
+from shared.migrations import alembic_config, context_options, use_schema
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,19 @@ async def drop_schema(url: str, schema: str) -> None:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
+
+
+async def downgrade_database(database: Database, migrations_dir: Path, revision: str) -> None:
+    """Take a service's schema back to `revision`, as `alembic downgrade` would."""
+    config = alembic_config(migrations_dir, database.schema)
+
+    def downgrade(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with database.engine.connect() as connection:
+        await connection.run_sync(downgrade)
+        await connection.commit()
 
 
 async def empty_tables(database: Database, metadata: MetaData) -> None:
