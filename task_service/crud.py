@@ -177,16 +177,20 @@ def _has_tag(session: AsyncSession, tag: str) -> ColumnElement[bool]:
     return exists().where(elements.c.value == tag)
 
 
+# Each key, with the user first and id last, is an index (models.Task): a page is read in
+# order and the scan stops at the limit. The keys must stay the indexed expressions. Built
+# once: SQL expressions are immutable, and building the CASE costs every list request.
+_SORT_KEYS: dict[str, SQLColumnExpression[Any]] = {
+    "created_at": col(Task.created_at),
+    "updated_at": col(Task.updated_at),
+    "due_date": col(Task.due_date),
+    "priority": priority_rank(col(Task.priority)),
+    "title": func.lower(col(Task.title)),
+}
+
+
 def _ordering(query: TaskListQuery) -> list[UnaryExpression[Any]]:
-    # Each key, with the user first and id last, is an index (models.Task): a page is read
-    # in order and the scan stops at the limit. The keys must stay the indexed expressions.
-    key: SQLColumnExpression[Any] = {
-        "created_at": col(Task.created_at),
-        "updated_at": col(Task.updated_at),
-        "due_date": col(Task.due_date),
-        "priority": priority_rank(col(Task.priority)),
-        "title": func.lower(col(Task.title)),
-    }[query.sort]
+    key = _SORT_KEYS[query.sort]
     if query.direction == "asc":
         first, tie_break = key.asc(), col(Task.id).asc()
     else:
