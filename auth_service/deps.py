@@ -13,7 +13,7 @@ from shared.auth import CurrentPrincipal, unauthorized
 from shared.db import SessionDep
 
 
-def get_settings(request: Request) -> AuthSettings:
+async def get_settings(request: Request) -> AuthSettings:
     settings: AuthSettings = request.app.state.settings
     return settings
 

@@ -156,7 +156,7 @@ def client_address(request: Request) -> str:
     return host
 
 
-def get_rate_limiter(request: Request) -> AuthRateLimiter:
+async def get_rate_limiter(request: Request) -> AuthRateLimiter:
     limiter: AuthRateLimiter = request.app.state.rate_limiter
     return limiter
 
