@@ -82,9 +82,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings=settings,
         auth=auth,
         tasks=tasks,
-        openapi=OpenAPICache(
-            app.openapi(), {"Auth": auth, "Tasks": tasks}, timeout=settings.health_timeout
-        ),
+        openapi=OpenAPICache(app.openapi(), {"Auth": auth, "Tasks": tasks}),
     )
     app.state.gateway = state
 

@@ -64,7 +64,8 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
 def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
     """The service's headers minus hop-by-hop, Proxy-* and CORS ones, and Date and Server."""
     raw = [(name.lower(), value) for name, value in response.headers.raw]
-    dropped = _DROPPED_RESPONSE | _connection_tokens(raw)
+    marked = _connection_tokens(raw)
+    dropped = _DROPPED_RESPONSE | marked if marked else _DROPPED_RESPONSE
     return [
         (name, value)
         for name, value in raw

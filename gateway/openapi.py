@@ -15,12 +15,14 @@ from gateway.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 
+# The keys of a path item that name an operation.
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
 # Each service documents its own health routes; the gateway's /health replaces them.
 _SERVICE_ONLY_PATHS = frozenset({"/health", "/health/live"})
 _REF_PREFIX = "#/components/"
 _SCHEMA_REF = _REF_PREFIX + "schemas/"
 _SCHEME_REF = _REF_PREFIX + "securitySchemes/"
-_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 OpenAPI = dict[str, Any]
 
@@ -194,13 +196,11 @@ class OpenAPICache:
         base: OpenAPI,
         services: Mapping[str, Upstream],
         *,
-        timeout: float,
         poll_interval: float = 1.0,
         max_age: float = 300.0,
     ) -> None:
         self.base = base
         self.services = dict(services)
-        self.timeout = timeout
         self.poll_interval = poll_interval
         self.max_age = max_age
         self._documents: dict[str, OpenAPI] = {}
@@ -250,9 +250,7 @@ class OpenAPICache:
         """Fetch one service's document; True when what is cached changed."""
         upstream = self.services[prefix]
         try:
-            response = await upstream.probe_client.get(
-                f"{upstream.base_url}/openapi.json", timeout=self.timeout
-            )
+            response = await upstream.probe_client.get(f"{upstream.base_url}/openapi.json")
             response.raise_for_status()
             document = response.json()
             if not isinstance(document, dict):

@@ -107,14 +107,13 @@ async def proxy(
         url += "?" + query.decode("latin-1")
     # Not client.build_request: that adds the client's own Accept, Accept-Encoding and
     # User-Agent, and bodies are relayed as they are, so a service could compress for a
-    # client that never asked. The timeouts are set as build_request would: the request
-    # itself carries them (httpx2's send fills them in too, but nothing should hang on it).
+    # client that never asked. The client's timeouts still apply: send() sets them on a
+    # request that carries none.
     request = httpx2.Request(
         scope["method"],
         url,
         headers=request_headers(scope),
         content=body() if has_body else None,
-        extensions={"timeout": upstream.client.timeout.as_dict()},
     )
     # The upstream response is closed on leaving the stack, once nothing reads it any more.
     async with contextlib.AsyncExitStack() as cleanup:

@@ -45,9 +45,10 @@ class HealthResponse(BaseModel):
     services: dict[str, dict[str, Any]]
 
 
-async def _service_health(upstream: Upstream, seconds: float) -> tuple[bool, dict[str, Any]]:
+async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
+    # The probe client's timeouts are HEALTH_TIMEOUT.
     try:
-        response = await upstream.probe_client.get(f"{upstream.base_url}/health", timeout=seconds)
+        response = await upstream.probe_client.get(f"{upstream.base_url}/health")
         body = response.json()
     except (httpx2.HTTPError, ValueError):
         return False, {"status": "unreachable"}
@@ -65,10 +66,8 @@ async def _service_health(upstream: Upstream, seconds: float) -> tuple[bool, dic
 async def health(request: Request) -> JSONResponse:
     """The gateway and each service, checked in parallel: 200 when all are healthy."""
     state = _state(request)
-    timeout = state.settings.health_timeout
     (auth_ok, auth), (tasks_ok, tasks) = await asyncio.gather(
-        _service_health(state.auth, timeout),
-        _service_health(state.tasks, timeout),
+        _service_health(state.auth), _service_health(state.tasks)
     )
     healthy = auth_ok and tasks_ok
     body = HealthResponse(

@@ -224,7 +224,7 @@ async def test_concurrent_readers_share_one_fetch_of_a_stalled_service() -> None
         upstream = open_upstream(
             "Task service", url, connect_timeout=1, timeout=1, probe_timeout=0.5
         )
-        cache = OpenAPICache(BASE, {"Tasks": upstream}, timeout=0.5)
+        cache = OpenAPICache(BASE, {"Tasks": upstream})
         try:
             documents = await asyncio.gather(*(cache.get() for _ in range(5)))
         finally:
