@@ -10,7 +10,7 @@ from app import prepare_environment
 def _prepare(tmp_path: Path, dotenv: str, **env: str) -> dict[str, str]:
     env_file = tmp_path / ".env"
     env_file.write_text(dotenv)
-    environment = {"DATA_DIR": str(tmp_path / "data"), "SUPERVISOR_RUN_DIR": str(tmp_path), **env}
+    environment = {"DATA_DIR": str(tmp_path / "data"), **env}
     prepare_environment(environment, env_file)
     return environment
 
@@ -41,7 +41,7 @@ def test_production_in_dotenv_gets_no_generated_secret_key(tmp_path: Path) -> No
 
 
 def test_without_dotenv_the_defaults_apply(tmp_path: Path) -> None:
-    env = {"DATA_DIR": str(tmp_path / "data"), "SUPERVISOR_RUN_DIR": str(tmp_path)}
+    env = {"DATA_DIR": str(tmp_path / "data")}
 
     prepare_environment(env, tmp_path / "missing.env")
 

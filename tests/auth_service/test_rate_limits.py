@@ -271,7 +271,9 @@ async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_logi
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(rate_limit, "STORAGE_RETRY_SECONDS", 1.0)
+    # Long enough for the four logins after the first timeout to fall inside one pause even
+    # on a loaded machine, short enough to wait out below.
+    monkeypatch.setattr(rate_limit, "STORAGE_RETRY_SECONDS", 3.0)
     target = make_url(redis_url)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 6379)
     await proxy.start()
@@ -296,7 +298,7 @@ async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_logi
             during = [await login() for _ in range(5)]
             elapsed = time.monotonic() - started
             proxy.resume()
-            await asyncio.sleep(1.5)  # the storage is tried again once the pause is over
+            await asyncio.sleep(3.5)  # the storage is tried again once the pause is over
             after = [await login() for _ in range(3)]
     finally:
         await proxy.cut()
