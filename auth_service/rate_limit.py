@@ -1,7 +1,8 @@
 """Throttling of sign-in endpoints, on the maintained `limits` library.
 
-Two limits: requests per client IP on register, login and refresh; and failed logins per
-account and client IP, so that an attacker elsewhere cannot lock a user out. Counters live
+Two limits: requests per client on register, login and refresh; and failed logins per
+account and client, so that an attacker elsewhere cannot lock a user out. A client is an
+IPv4 address or an IPv6 /64 network (`client_address`). Counters live
 in memory, or in Redis when several instances must share them.
 """
 
@@ -164,7 +165,7 @@ async def get_rate_limiter(request: Request) -> AuthRateLimiter:
 async def limit_per_client(
     request: Request, limiter: Annotated[AuthRateLimiter, Depends(get_rate_limiter)]
 ) -> None:
-    """Dependency: 429 with Retry-After once a client IP is over AUTH_RATE_LIMIT."""
+    """Dependency: 429 with Retry-After once a client is over AUTH_RATE_LIMIT."""
     try:
         await limiter.hit_client(client_address(request))
     except RateLimitedError as exc:

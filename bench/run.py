@@ -74,7 +74,7 @@ SCALE_QUERIES = (
     "limit=50&status=pending",
     # Its total sums the kept counts of one priority (two rows), like the status filter.
     "limit=50&priority=high",
-    # No index serves this order: the database sorts the user's tasks.
+    # A non-default order, read through its own index like every sort key.
     "limit=50&sort=title&order=asc",
 )
 
@@ -947,7 +947,7 @@ _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
 
 
 def target(name: str, measured: float, comparison: str, limit: float, unit: str) -> dict[str, Any]:
-    """One target of the benchmark's issue, what was measured and whether it is met."""
+    """One target of the benchmark, what was measured and whether it is met."""
     return {
         "target": f"{name} {comparison} {limit:g}{unit}",
         "measured": measured,
