@@ -9,6 +9,7 @@ reachable: images are built or imported locally.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -125,7 +126,9 @@ def running_daemon() -> Iterator[Daemon]:
         timeout=30,
     )
     config = root / "daemon.json"
-    config.write_text("{}\n")  # not the machine's /etc/docker/daemon.json
+    # Not the machine's /etc/docker/daemon.json; and the daemon's identity key here rather
+    # than in /etc/docker/key.json.
+    config.write_text(json.dumps({"deprecated-key-path": str(root / "key.json")}))
     socket = root / "docker.sock"
     log = root / "dockerd.log"
     with log.open("ab") as log_file:
