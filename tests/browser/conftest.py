@@ -1,0 +1,125 @@
+"""The web app in a real Chromium (Debian's), driven by Playwright, against the real stack."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Request,
+    sync_playwright,
+)
+
+from tests.conftest import IN_CI
+from tests.e2e.conftest import Stack, drop_stack_schemas, start_stack
+from tests.support.databases import unique_schema
+
+CHROMIUM = "/usr/bin/chromium"
+# Playwright's own browser download is not available: the system Chromium, with nothing
+# that reaches out to the network or leaves state behind between runs.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUTPUT = Path(__file__).parent / "output"
+# Sign-in failures allowed per account and client before the throttle answers 429.
+LOGIN_FAILURE_LIMIT = 2
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack on PostgreSQL for a test module, in schemas of its own."""
+    running = start_stack(
+        tmp_path_factory.mktemp("stack"),
+        DATABASE_URL=postgres_url,
+        AUTH_DB_SCHEMA=unique_schema("auth"),
+        TASK_DB_SCHEMA=unique_schema("tasks"),
+        LOGIN_FAILURE_LIMIT=f"{LOGIN_FAILURE_LIMIT}/15 minutes",
+    )
+    try:
+        running.wait_healthy()
+        yield running
+    finally:
+        running.stop()
+        drop_stack_schemas(postgres_url, running)
+
+
+@pytest.fixture(scope="module")
+def playwright(stack: Stack) -> Iterator[Playwright]:
+    """Playwright's driver. Its sync API runs an event loop of its own in this thread, so
+    every async fixture (the stack's database) is set up before it starts and torn down
+    after it stops."""
+    if shutil.which(CHROMIUM) is None:
+        message = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+        if IN_CI:
+            pytest.fail(f"CI=true: the browser tests must run, but {message}")
+        pytest.skip(message)
+    with sync_playwright() as driver:
+        yield driver
+
+
+@dataclass
+class Browser:
+    """One fresh Chromium profile, recording what its pages did wrong."""
+
+    context: BrowserContext
+    base_url: str
+    output: Path
+    problems: list[str] = field(default_factory=list)
+
+    def new_page(self) -> Page:
+        page = self.context.new_page()
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        page.on("request", self._request)
+        return page
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.problems.append(f"console: {message.text}")
+
+    def _request(self, request: Request) -> None:
+        if not request.url.startswith(self.base_url):
+            self.problems.append(f"request to another origin: {request.url}")
+
+    def screenshot(self, page: Page, name: str) -> Path:
+        self.output.mkdir(parents=True, exist_ok=True)
+        path = self.output / f"{name}.png"
+        page.screenshot(path=path, full_page=True)
+        return path
+
+
+@pytest.fixture
+def browser(
+    playwright: Playwright, stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Browser]:
+    """A Chromium with a fresh user-data-dir; screenshots go to tests/browser/output/<test>/."""
+    output = OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
+    shutil.rmtree(output, ignore_errors=True)
+    context = playwright.chromium.launch_persistent_context(
+        tmp_path / "profile",
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        headless=True,
+        base_url=stack.base_url,
+        viewport={"width": 1280, "height": 800},
+    )
+    context.set_default_timeout(10_000)
+    try:
+        yield Browser(context, stack.base_url, output)
+    finally:
+        context.close()
