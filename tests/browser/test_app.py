@@ -95,6 +95,7 @@ def test_a_visitor_uses_the_app_end_to_end(browser: Browser) -> None:
     _filter(page, "Show", "pending")
     expect(page.locator("#list .title")).to_have_text(["Call the plumber", "Write report"])
     _filter(page, "Show", "all")
+    expect(page.locator("#count")).to_have_text("3 tasks, showing 1 to 3")
 
     _task(page, "Write report").get_by_role("button", name="Edit").click()
     edit = page.get_by_role("form", name="Edit Write report")
@@ -259,3 +260,62 @@ def test_the_page_is_the_app_for_browsers_and_json_for_clients(stack: Stack) -> 
     assert api.json()["docs"] == "/docs"
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
+
+
+def _tab_to(page: Page, name: str) -> None:
+    """Press Tab until the focused element's accessible text is `name` (or fail)."""
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            "() => { const e = document.activeElement;"
+            " return e.labels?.[0]?.textContent.trim() || e.textContent.trim(); }"
+        )
+        if focused == name or focused.startswith(f"{name} "):
+            return
+    raise AssertionError(f"Tab never reached {name!r}")
+
+
+def test_everything_works_from_the_keyboard_alone(browser: Browser) -> None:
+    page = browser.new_page()
+    page.goto("/")
+    expect(page.get_by_role("button", name="Sign up")).to_be_visible()
+    email = _email()
+    _tab_to(page, "Email")
+    page.keyboard.type(email)
+    _tab_to(page, "Password")
+    page.keyboard.type(PASSWORD)
+    _tab_to(page, "Sign up")
+    page.keyboard.press("Enter")
+    expect(_status(page)).to_have_text(f"Signed in as {email}.")
+
+    _tab_to(page, "Title")
+    page.keyboard.type("Typed task")
+    page.keyboard.press("Enter")
+    expect(_status(page)).to_have_text("Added “Typed task”.")
+
+    _tab_to(page, "Typed task")  # the task's checkbox, named by its label
+    page.keyboard.press("Space")
+    expect(_status(page)).to_have_text("“Typed task” marked done.")
+    expect(page.get_by_role("checkbox", name="Typed task")).to_be_focused()
+
+    _tab_to(page, "Edit Typed task")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("form", name="Edit Typed task").get_by_label("Title")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("button", name="Edit Typed task")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("ControlOrMeta+A")
+    page.keyboard.type("Retyped task")
+    page.keyboard.press("Enter")
+    expect(_status(page)).to_have_text("Saved “Retyped task”.")
+
+    _tab_to(page, "Delete Retyped task")
+    page.keyboard.press("Enter")
+    expect(_status(page)).to_have_text("Deleted “Retyped task”.")
+    expect(page.get_by_text("No tasks here.")).to_be_visible()
+
+    page.keyboard.press("Shift+Tab")  # from the list's heading back to the header
+    expect(page.get_by_role("button", name="Sign out")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(_status(page)).to_have_text("Signed out.")
+    assert browser.problems == []

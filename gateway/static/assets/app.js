@@ -5,10 +5,10 @@
 //
 // The access token lives in this variable only. The refresh token must outlive a reload,
 // and the API hands it over in the JSON body (a cookie would not do: browsers refuse or
-// partition cookies inside the Space's cross-site frame), so it is kept in localStorage,
-// where page scripts alone can read it; the Content-Security-Policy admits no script but
-// this file. Storage may be refused (private modes, blocked third-party storage): the
-// session then lasts until the tab is reloaded.
+// partition cookies inside the Space's cross-site frame), so it is kept in localStorage.
+// Any script of this origin could read it there: the Content-Security-Policy admits no
+// script but this file. Storage may be refused (private modes, blocked third-party
+// storage): the sign-in then lasts until the tab is reloaded.
 const REFRESH_KEY = "todo.refresh_token";
 const REFRESH_EARLY_MS = 60_000; // refresh up to a minute before the access token expires
 const session = { access: null, expiresAt: 0, user: null, timer: 0, fallback: null };
@@ -39,7 +39,7 @@ function startSession(pair) {
   clearTimeout(session.timer);
   const lifetime = pair.expires_in * 1000;
   const delay = lifetime - Math.min(REFRESH_EARLY_MS, lifetime / 5);
-  session.timer = setTimeout(() => refresh().catch(showError), delay);
+  session.timer = setTimeout(() => act(refreshOrSignOut), delay);
 }
 
 function endSession() {
@@ -63,6 +63,10 @@ function refresh() {
     refreshing = null;
   });
   return refreshing;
+}
+
+async function refreshOrSignOut() {
+  if (!(await refresh())) throw signedOutError();
 }
 
 async function refreshNow() {
@@ -101,12 +105,10 @@ async function send(path, { method = "GET", body, token } = {}) {
 
 /** A signed-in request: refreshes first when the token is about to expire, and once on 401. */
 async function api(path, options = {}) {
-  if (!session.access || Date.now() > session.expiresAt - 10_000) {
-    if (!(await refresh())) throw signedOutError();
-  }
+  if (!session.access || Date.now() > session.expiresAt - 10_000) await refreshOrSignOut();
   let response = await send(path, { ...options, token: session.access });
   if (response.status === 401) {
-    if (!(await refresh())) throw signedOutError();
+    await refreshOrSignOut();
     response = await send(path, { ...options, token: session.access });
   }
   if (!response.ok) throw await apiError(response);
@@ -137,7 +139,7 @@ async function apiError(response) {
     const seconds = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
     return new ApiError(`Too many attempts, try again in ${waitText(seconds)}.`);
   }
-  if (SENTENCES[code]) return new ApiError(SENTENCES[code]);
+  if (Object.hasOwn(SENTENCES, code)) return new ApiError(SENTENCES[code]);
   if ([502, 503, 504].includes(response.status)) {
     return new ApiError("The service is unavailable right now. Try again in a moment.");
   }
@@ -157,8 +159,8 @@ function validationText(errors) {
   // FastAPI's 422: [{loc: ["body", "password"], msg: "String should have ..."}, ...]
   return errors
     .map((error) => {
-      const field = (error.loc ?? []).filter((part) => part !== "body" && part !== "query");
-      const name = field.length ? `${String(field[0]).replace("_", " ")}: ` : "";
+      const field = (error.loc ?? []).filter((part) => !["body", "query", "path"].includes(part));
+      const name = field.length ? `${String(field[0]).replaceAll("_", " ")}: ` : "";
       return sentence(`${name}${error.msg ?? "invalid value"}`);
     })
     .map((text) => text[0].toUpperCase() + text.slice(1))
@@ -172,7 +174,7 @@ function sentence(text) {
 // ---------------------------------------------------------------- page state
 
 const $ = (id) => document.getElementById(id);
-const view = { offset: 0, total: 0 };
+const view = { offset: 0 };
 
 function say(text, isError = false) {
   const status = $("status");
@@ -224,17 +226,20 @@ function listQuery() {
   return query;
 }
 
+let listRequests = 0;
+
 async function loadTasks() {
+  const request = ++listRequests;
   const query = listQuery();
   const response = await api(tasksPath(`?${query}`));
   const tasks = await response.json();
+  if (request !== listRequests) return; // a newer list (other filters) is on its way
   const total = Number(response.headers.get("X-Total-Count") ?? tasks.length);
   const limit = Number(query.get("limit"));
   if (tasks.length === 0 && view.offset > 0 && total > 0) {
     view.offset = Math.max(0, Math.floor((total - 1) / limit) * limit); // the page emptied
     return loadTasks();
   }
-  view.total = total;
   renderTasks(tasks);
   const first = total ? view.offset + 1 : 0;
   const last = view.offset + tasks.length;
@@ -377,9 +382,13 @@ function startEdit(item, task) {
     act(() => saveTask(task, form));
   });
   const shown = Array.from(item.childNodes);
-  form.querySelector(".cancel").addEventListener("click", () => {
+  const cancel = () => {
     item.replaceChildren(...shown);
     item.querySelector(".edit").focus();
+  };
+  form.querySelector(".cancel").addEventListener("click", cancel);
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") cancel();
   });
   item.replaceChildren(form);
   form.elements.title.focus();
