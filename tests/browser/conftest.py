@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Playwright turns third-party storage partitioning off, so a cross-site frame gets no
+# storage at all, as in a browser blocking third-party storage. Browsers ship with it on:
+# the last --disable-features wins, and this one leaves partitioning alone.
+PARTITIONED_STORAGE = ["--disable-features=HttpsUpgrades"]
 OUTPUT = Path(__file__).parent / "output"
 # Sign-in failures allowed per account and client before the throttle answers 429.
 LOGIN_FAILURE_LIMIT = 2
@@ -49,6 +55,8 @@ def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         AUTH_DB_SCHEMA=unique_schema("auth"),
         TASK_DB_SCHEMA=unique_schema("tasks"),
         LOGIN_FAILURE_LIMIT=f"{LOGIN_FAILURE_LIMIT}/15 minutes",
+        # The stand-in for the Space's page (see `embedder`) may frame the app.
+        FRAME_ANCESTORS="'self' https://huggingface.co https://*.hf.space http://localhost:*",
     )
     try:
         running.wait_healthy()
@@ -107,13 +115,16 @@ class Browser:
 def browser(
     playwright: Playwright, stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Browser]:
-    """A Chromium with a fresh user-data-dir; screenshots go to tests/browser/output/<test>/."""
+    """A Chromium with a fresh user-data-dir; screenshots go to tests/browser/output/<test>/.
+
+    Parametrized indirectly, its parameter is a list of extra Chromium arguments."""
+    extra_args: list[str] = getattr(request, "param", [])
     output = OUTPUT / re.sub(r"[^\w.-]+", "_", request.node.name)
     shutil.rmtree(output, ignore_errors=True)
     context = playwright.chromium.launch_persistent_context(
         tmp_path / "profile",
         executable_path=CHROMIUM,
-        args=CHROMIUM_ARGS,
+        args=CHROMIUM_ARGS + extra_args,
         headless=True,
         base_url=stack.base_url,
         viewport={"width": 1280, "height": 800},
@@ -123,3 +134,50 @@ def browser(
         yield Browser(context, stack.base_url, output)
     finally:
         context.close()
+
+
+@dataclass
+class Embedder:
+    """A page on another origin that frames the app at `url`, as the Space's page does."""
+
+    port: int
+
+    @property
+    def allowed(self) -> str:
+        """On another site (localhost is not 127.0.0.1) that FRAME_ANCESTORS names."""
+        return f"http://localhost:{self.port}/"
+
+    @property
+    def refused(self) -> str:
+        """On another origin (port) that FRAME_ANCESTORS does not name."""
+        return f"http://127.0.0.1:{self.port}/"
+
+
+@pytest.fixture
+def embedder(stack: Stack) -> Iterator[Embedder]:
+    """The Space's page on huggingface.co frames the app from another site. A stand-in must
+    be served from loopback for real: Chromium refuses to let a page from anywhere else
+    (a route Playwright answers, for one) frame a loopback address."""
+    page = f'<h1>Space</h1><iframe src="{stack.base_url}/" width="400" height="700"></iframe>'
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Embedder(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

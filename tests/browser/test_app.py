@@ -6,9 +6,10 @@ import re
 import uuid
 
 import httpx2
+import pytest
 from playwright.sync_api import Locator, Page, ViewportSize, expect
 
-from tests.browser.conftest import LOGIN_FAILURE_LIMIT, Browser
+from tests.browser.conftest import LOGIN_FAILURE_LIMIT, PARTITIONED_STORAGE, Browser, Embedder
 from tests.e2e.conftest import Stack
 
 PASSWORD = "correct horse battery"
@@ -319,3 +320,52 @@ def test_everything_works_from_the_keyboard_alone(browser: Browser) -> None:
     page.keyboard.press("Enter")
     expect(_status(page)).to_have_text("Signed out.")
     assert browser.problems == []
+
+
+def _sign_up_in_frame(page: Page, email: str) -> None:
+    app = page.frame_locator("iframe")
+    app.get_by_label("Email").fill(email)
+    app.get_by_label("Password").fill(PASSWORD)
+    app.get_by_role("button", name="Sign up").click()
+    expect(app.get_by_role("status")).to_have_text(f"Signed in as {email}.")
+    app.locator("#add-form").get_by_label("Title").fill("Framed task")
+    app.get_by_role("button", name="Add task").click()
+    expect(app.locator("#list .title")).to_have_text(["Framed task"])
+
+
+@pytest.mark.parametrize("browser", [PARTITIONED_STORAGE], indirect=True)
+def test_the_app_works_inside_another_sites_frame(browser: Browser, embedder: Embedder) -> None:
+    page = browser.new_page()
+    page.goto(embedder.allowed)
+    email = _email()
+    _sign_up_in_frame(page, email)
+
+    # Still signed in when the embedding page is opened again: the frame's storage is kept
+    # (for that embedding site only).
+    page.reload()
+    expect(page.frame_locator("iframe").locator("#account-email")).to_have_text(email)
+    assert browser.problems == [f"request to another origin: {embedder.allowed}"] * 2
+
+
+def test_a_frame_without_storage_signs_in_until_reloaded(
+    browser: Browser, embedder: Embedder
+) -> None:
+    page = browser.new_page()
+    page.goto(embedder.allowed)
+    _sign_up_in_frame(page, _email())
+
+    page.reload()
+    app = page.frame_locator("iframe")
+    expect(app.get_by_role("button", name="Sign in")).to_be_visible()
+    expect(app.locator("#status")).to_be_empty()  # no error either
+    assert browser.problems == [f"request to another origin: {embedder.allowed}"] * 2
+
+
+def test_a_site_not_named_in_frame_ancestors_cannot_frame_the_app(
+    browser: Browser, embedder: Embedder
+) -> None:
+    page = browser.new_page()
+    page.goto(embedder.refused)
+    expect(page.get_by_role("heading", name="Space")).to_be_visible()
+    expect(page.frame_locator("iframe").get_by_role("button", name="Sign up")).to_have_count(0)
+    assert any("frame-ancestors" in problem for problem in browser.problems), browser.problems

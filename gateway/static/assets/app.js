@@ -56,13 +56,22 @@ function refresh() {
   // tabs: each refresh then reads the token the previous one stored, so no token is ever
   // presented twice. Without locks two tabs may present the same one; the API's short
   // reuse grace answers both.
-  refreshing ??= (navigator.locks
-    ? navigator.locks.request("todo-refresh", refreshNow)
-    : refreshNow()
-  ).finally(() => {
+  refreshing ??= oneTabAtATime(refreshNow).finally(() => {
     refreshing = null;
   });
   return refreshing;
+}
+
+async function oneTabAtATime(task) {
+  if (navigator.locks) {
+    try {
+      return await navigator.locks.request("todo-refresh", task);
+    } catch (error) {
+      // Refused where the browser keeps no storage for a cross-site frame.
+      if (error.name !== "SecurityError") throw error;
+    }
+  }
+  return task();
 }
 
 async function refreshOrSignOut() {
