@@ -174,7 +174,7 @@ def test_refused_sign_ins_are_explained(browser: Browser, stack: Stack) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
-    expect(_status(page)).to_have_text("Incorrect email or password.")
+    expect(_status(page)).to_have_text("Wrong email or password.")
     expect(_status(page)).to_have_class("error")
 
     page.get_by_role("button", name="Sign up").click()
@@ -190,7 +190,7 @@ def test_refused_sign_ins_are_explained(browser: Browser, stack: Stack) -> None:
     for _ in range(LOGIN_FAILURE_LIMIT - 1):
         with page.expect_response("**/auth/login"):
             page.get_by_role("button", name="Sign in").click()
-        expect(_status(page)).to_have_text("Incorrect email or password.")
+        expect(_status(page)).to_have_text("Wrong email or password.")
     with page.expect_response("**/auth/login"):
         page.get_by_role("button", name="Sign in").click()
     expect(_status(page)).to_have_text("Too many attempts, try again in 15 minutes.")
@@ -254,7 +254,7 @@ def test_the_page_is_the_app_for_browsers_and_json_for_clients(stack: Stack) -> 
     policies = page.headers.get_list("content-security-policy")
     assert "script-src 'self'" in policies[0]
     assert "'unsafe-inline'" not in " ".join(policies)
-    assert "frame-ancestors 'self' https://huggingface.co https://*.hf.space" in policies
+    assert f"frame-ancestors {stack.env['FRAME_ANCESTORS']}" in policies
     assert "x-frame-options" not in page.headers
     assert "Accept" in page.headers["vary"]
     assert "<script>" not in page.text

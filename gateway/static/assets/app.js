@@ -131,6 +131,7 @@ function signedOutError() {
 
 const SENTENCES = {
   email_taken: "An account with this email already exists. Sign in instead.",
+  invalid_credentials: "Wrong email or password.",
   refresh_token_reused: "Your session has ended. Sign in again.",
   task_not_found: "That task no longer exists.",
 };
