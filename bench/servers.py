@@ -1,0 +1,114 @@
+"""nginx beside the stack: a reverse proxy in front of an upstream, and a static upstream."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import httpx2
+
+from bench.config import WORK
+from tests.support.http_server import free_port
+
+# Tools the benchmark runs, and the Debian package of each.
+TOOLS = {"wrk": "wrk", "nginx": "nginx-light"}
+
+
+class ServerError(RuntimeError):
+    """A server the benchmark started did not answer."""
+
+
+def missing_tools() -> list[str]:
+    """What to install before a run, as a sentence, one entry per missing tool."""
+    return [
+        f"{tool} (Debian package {package})"
+        for tool, package in TOOLS.items()
+        if shutil.which(tool) is None
+    ]
+
+
+def _config(prefix: Path, port: int, upstream: str, location: str) -> str:
+    return f"""daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{upstream}
+    server {{
+        listen 127.0.0.1:{port};
+        keepalive_requests 1000000;
+        location / {{
+{location}
+        }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def _nginx(name: str, upstream: str, location: str) -> Iterator[str]:
+    port = free_port()
+    prefix = WORK / f"nginx-{name}-{port}"
+    prefix.mkdir(parents=True)
+    config = prefix / "nginx.conf"
+    config.write_text(_config(prefix, port, upstream, location))
+    stderr = prefix / "stderr.log"
+    with stderr.open("wb") as stderr_file:
+        process = subprocess.Popen(
+            ["nginx", "-p", str(prefix), "-c", str(config)], stderr=stderr_file
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not answers(url, process):
+            error_log = prefix / "error.log"
+            details = stderr.read_text() + (error_log.read_text() if error_log.exists() else "")
+            raise ServerError(f"nginx did not answer on {url}:\n{details.strip() or '(none)'}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def nginx_in_front_of(upstream_port: int) -> AbstractContextManager[str]:
+    """nginx as a reverse proxy with upstream keep-alive; yields its base URL."""
+    upstream = f"""    upstream backend {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 64;
+    }}"""
+    location = """            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"""
+    return _nginx("proxy", upstream, location)
+
+
+def static_upstream(body_path: Path) -> AbstractContextManager[str]:
+    """nginx answering every GET with one JSON file; yields its base URL."""
+    location = f"""            default_type application/json;
+            root {body_path.parent};
+            rewrite ^ /{body_path.name} break;"""
+    return _nginx("static", "", location)
+
+
+def answers(url: str, process: subprocess.Popen[bytes], within: float = 10) -> bool:
+    """True once the server answers any HTTP request; False if it exits or never does."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            httpx2.get(f"{url}/health", timeout=1)
+            return True
+        except httpx2.HTTPError:
+            time.sleep(0.05)
+    return False
