@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import httpx2
 
-from bench.config import WORK
+from bench.config import ROOT, WORK
 from tests.support.http_server import free_port
 
 # Tools the benchmark runs, and the Debian package of each.
@@ -100,6 +102,31 @@ def static_upstream(body_path: Path) -> AbstractContextManager[str]:
             root {body_path.parent};
             rewrite ^ /{body_path.name} break;"""
     return _nginx("static", "", location)
+
+
+@contextmanager
+def uvicorn_app(name: str, app: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """`python -m uvicorn app` on a free port, as the stack runs its services; yields its
+    base URL and pid."""
+    port = free_port()
+    log = WORK / f"{name}-{port}.log"
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--no-access-log"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not answers(url, process):
+            raise ServerError(f"{name} did not answer on {url}:\n{log.read_text().strip()}")
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def answers(url: str, process: subprocess.Popen[bytes], within: float = 10) -> bool:

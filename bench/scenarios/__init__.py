@@ -7,12 +7,13 @@ share one stack on PostgreSQL, except those marked `alone`, which run after it h
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import footprint, gateway_cost, logins, scale, writes
+from bench.scenarios import footprint, gateway_cost, logins, reference, scale, writes
 
 SCENARIOS: tuple[Scenario, ...] = (
     # First, before any load has grown the processes.
     footprint.IDLE,
     gateway_cost.SCENARIO,
+    reference.SCENARIO,
     scale.SCENARIO,
     writes.SCENARIO,
     footprint.UNDER_LOAD,
