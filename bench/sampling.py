@@ -15,9 +15,16 @@ MemorySummary = dict[str, dict[str, float | None]]
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used so far, user and system."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """CPU time a process and its live children (nginx's worker) have used, user and system."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def memory_kib(pid: int) -> tuple[int, int | None]:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -24,6 +25,18 @@ class ServerError(RuntimeError):
     """A server the benchmark started did not answer."""
 
 
+@dataclass(frozen=True)
+class Server:
+    """A server the benchmark runs: where it listens and its (main) process."""
+
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 def missing_tools() -> list[str]:
     """What to install before a run, as a sentence, one entry per missing tool."""
     return [
@@ -33,7 +46,7 @@ def missing_tools() -> list[str]:
     ]
 
 
-def _config(prefix: Path, port: int, upstream: str, location: str) -> str:
+def _config(prefix: Path, port: int, upstream: str, location: str, extra: str) -> str:
     return f"""daemon off;
 worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -50,6 +63,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         keepalive_requests 1000000;
+{extra}
         location / {{
 {location}
         }}
@@ -59,31 +73,33 @@ http {{
 
 
 @contextmanager
-def _nginx(name: str, upstream: str, location: str) -> Iterator[str]:
+def _nginx(name: str, upstream: str, location: str, extra: str = "") -> Iterator[Server]:
     port = free_port()
     prefix = WORK / f"nginx-{name}-{port}"
     prefix.mkdir(parents=True)
     config = prefix / "nginx.conf"
-    config.write_text(_config(prefix, port, upstream, location))
+    config.write_text(_config(prefix, port, upstream, location, extra))
     stderr = prefix / "stderr.log"
     with stderr.open("wb") as stderr_file:
         process = subprocess.Popen(
             ["nginx", "-p", str(prefix), "-c", str(config)], stderr=stderr_file
         )
-    url = f"http://127.0.0.1:{port}"
+    server = Server(port, process.pid)
     try:
-        if not answers(url, process):
+        if not answers(server.url, process):
             error_log = prefix / "error.log"
             details = stderr.read_text() + (error_log.read_text() if error_log.exists() else "")
-            raise ServerError(f"nginx did not answer on {url}:\n{details.strip() or '(none)'}")
-        yield url
+            raise ServerError(
+                f"nginx did not answer on {server.url}:\n{details.strip() or '(none)'}"
+            )
+        yield server
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def nginx_in_front_of(upstream_port: int) -> AbstractContextManager[str]:
-    """nginx as a reverse proxy with upstream keep-alive; yields its base URL."""
+def nginx_in_front_of(upstream_port: int) -> AbstractContextManager[Server]:
+    """nginx as a reverse proxy with upstream keep-alive."""
     upstream = f"""    upstream backend {{
         server 127.0.0.1:{upstream_port};
         keepalive 64;
@@ -96,18 +112,22 @@ def nginx_in_front_of(upstream_port: int) -> AbstractContextManager[str]:
     return _nginx("proxy", upstream, location)
 
 
-def static_upstream(body_path: Path) -> AbstractContextManager[str]:
-    """nginx answering every GET with one JSON file; yields its base URL."""
+def static_upstream(body_path: Path) -> AbstractContextManager[Server]:
+    """nginx answering every GET with one JSON file."""
     location = f"""            default_type application/json;
             root {body_path.parent};
             rewrite ^ /{body_path.name} break;"""
-    return _nginx("static", "", location)
+    # What a service's /health answers, so that the gateway in front counts it healthy.
+    health = """        location = /health {
+            default_type application/json;
+            return 200 '{"status":"ok"}';
+        }"""
+    return _nginx("static", "", location, health)
 
 
 @contextmanager
-def uvicorn_app(name: str, app: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """`python -m uvicorn app` on a free port, as the stack runs its services; yields its
-    base URL and pid."""
+def uvicorn_app(name: str, app: str, env: dict[str, str]) -> Iterator[Server]:
+    """`python -m uvicorn app` on a free port, as the stack runs its services."""
     port = free_port()
     log = WORK / f"{name}-{port}.log"
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
@@ -119,11 +139,11 @@ def uvicorn_app(name: str, app: str, env: dict[str, str]) -> Iterator[tuple[str,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
+    server = Server(port, process.pid)
     try:
-        if not answers(url, process):
-            raise ServerError(f"{name} did not answer on {url}:\n{log.read_text().strip()}")
-        yield url, process.pid
+        if not answers(server.url, process):
+            raise ServerError(f"{name} did not answer on {server.url}:\n{log.read_text().strip()}")
+        yield server
     finally:
         process.terminate()
         process.wait(timeout=10)

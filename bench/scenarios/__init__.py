@@ -7,14 +7,25 @@ share one stack on PostgreSQL, except those marked `alone`, which run after it h
 from __future__ import annotations
 
 from bench.scenario import Scenario
-from bench.scenarios import footprint, gateway_cost, logins, reference, scale, writes
+from bench.scenarios import (
+    deep_pages,
+    footprint,
+    gateway_cost,
+    logins,
+    proxy,
+    reference,
+    scale,
+    writes,
+)
 
 SCENARIOS: tuple[Scenario, ...] = (
     # First, before any load has grown the processes.
     footprint.IDLE,
     gateway_cost.SCENARIO,
     reference.SCENARIO,
+    proxy.SCENARIO,
     scale.SCENARIO,
+    deep_pages.SCENARIO,
     writes.SCENARIO,
     footprint.UNDER_LOAD,
     # After the GET saturation, so that its memory is not what argon2 left behind.

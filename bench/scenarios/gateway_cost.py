@@ -20,7 +20,7 @@ def measure(run: Run) -> dict[str, Any]:
     watched = {name: processes[name] for name in ("gateway", "tasks")}
     data: dict[str, Any] = {"wrk": {}, "cpu_ms_per_request": {}}
     with nginx_in_front_of(int(stack.env["TASK_SERVICE_PORT"])) as nginx:
-        paths = {"direct": stack.task_service_url, "gateway": stack.base_url, "nginx": nginx}
+        paths = {"direct": stack.task_service_url, "gateway": stack.base_url, "nginx": nginx.url}
         # CPU seconds each watched process spent during the saturation runs of each path.
         cpu = {path: dict.fromkeys(watched, 0.0) for path in paths}
         saturation_requests = dict.fromkeys(paths, 0)

@@ -45,9 +45,9 @@ def measure(run: Run) -> dict[str, Any]:
     }
     env = {"REFERENCE_DATABASE_URL": run.database_url, "REFERENCE_SCHEMA": run.task_schema}
     data: dict[str, Any] = {"wrk": {}, "cpu_ms_per_request": {}}
-    with uvicorn_app("reference", "bench.reference:app", env) as (reference_url, reference_pid):
-        bases = {"task_service": stack.task_service_url, "reference": reference_url}
-        pids = {"task_service": stack.processes()["tasks"], "reference": reference_pid}
+    with uvicorn_app("reference", "bench.reference:app", env) as reference:
+        bases = {"task_service": stack.task_service_url, "reference": reference.url}
+        pids = {"task_service": stack.processes()["tasks"], "reference": reference.pid}
         for operation, (script, connections, user, extra) in operations.items():
             runs: dict[str, list[WrkResult]] = {system: [] for system in SYSTEMS}
             cpu = dict.fromkeys(SYSTEMS, 0.0)

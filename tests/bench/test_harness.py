@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import httpx2
 
 from bench.plans import compile_statement, list_statements
 from bench.report import markdown
 from bench.scenario import Results, Scenario, target, wrk_table
 from bench.scenarios import SCENARIOS
+from bench.scenarios.deep_pages import next_cursor
+from bench.scenarios.proxy import static_body
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -77,3 +82,18 @@ def test_no_module_of_the_harness_is_long() -> None:
 
     assert lengths
     assert {name: n for name, n in lengths.items() if n > 300} == {}
+
+
+def test_the_next_pages_cursor_is_read_from_either_header() -> None:
+    assert next_cursor(httpx2.Headers({"X-Next-Cursor": "abc"})) == "abc"
+    link = '</api/u/tasks?limit=50&cursor=xyz%3D>; rel="next", </api/u/tasks>; rel="first"'
+    assert next_cursor(httpx2.Headers({"Link": link})) == "xyz="
+    assert next_cursor(httpx2.Headers({"Link": '</api/u/tasks>; rel="prev"'})) is None
+    assert next_cursor(httpx2.Headers()) is None
+
+
+def test_the_static_upstream_answers_2_kib_of_json() -> None:
+    body = static_body()
+
+    assert len(body) == 2048
+    assert isinstance(json.loads(body), list)

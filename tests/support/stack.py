@@ -35,6 +35,8 @@ _SCRUBBED = (
     "DATA_DIR",
     "PORT",
     "SUPERVISOR_RUN_DIR",
+    "AUTH_SERVICE_URL",
+    "TASK_SERVICE_URL",
 )
 
 
