@@ -2,9 +2,9 @@
 
 Every write is one statement that checks ownership and changes the row together, so no write
 acts on a stale read: a toggle flips the value the row holds at that moment (concurrent
-toggles all count) and a PATCH changes only the fields it names. Writes to the same field
-still end with the last one: a PUT sets every field, `completed` too, so it undoes a toggle
-that landed just before it.
+toggles all count) and a PUT or PATCH changes only the fields it names. Writes to the same
+field still end with the last one: a task sent back whole carries `completed`, so it undoes
+a toggle that landed just before it.
 
 A list's total comes from its page when the page is short; otherwise, filtered by no more
 than status and priority, from the counts the database keeps in `task_counts` (up to six

@@ -15,7 +15,7 @@ from shared.errors import error_responses
 from task_service import crud
 from task_service.deps import ListQuery, OwnUserId, TaskId
 from task_service.models import Task
-from task_service.schemas import TaskCreate, TaskPublic, TaskReplace, TaskUpdate
+from task_service.schemas import TaskCreate, TaskPublic, TaskUpdate
 
 TOTAL_COUNT_HEADER = "X-Total-Count"
 
@@ -83,16 +83,15 @@ async def read_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) ->
 
 @router.put("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
 async def replace_task(
-    user_id: OwnUserId, task_id: TaskId, body: TaskReplace, session: SessionDep
+    user_id: OwnUserId, task_id: TaskId, body: TaskUpdate, session: SessionDep
 ) -> TaskPublic:
-    """Replace every editable field: `title` is required, omitted fields get their defaults.
+    """Change the fields given and keep the others; null clears `description` or `due_date`.
 
-    Unknown fields are ignored, so a task as read from this API may be sent back whole.
+    The same as PATCH with a body. Unknown fields (and `id`, `user_id`, the timestamps) are
+    ignored, so a task as read from this API may be sent back whole.
     """
-    task = await crud.update_task(
-        session, user_id=user_id, task_id=task_id, values=body.model_dump()
-    )
-    return _found(task)
+    values = body.model_dump(exclude_unset=True)
+    return _found(await crud.update_task(session, user_id=user_id, task_id=task_id, values=values))
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)

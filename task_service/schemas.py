@@ -2,6 +2,8 @@
 
 Unknown fields in a body are ignored (pydantic's default), so a client may send back a whole
 task as it received it: `id`, `user_id` and the timestamps are never taken from a body.
+PUT and PATCH take the same partial body: many frontends send PUT with only the fields the
+user changed, and a PUT that reset the others would lose them without a word.
 """
 
 from __future__ import annotations
@@ -137,10 +139,6 @@ class TaskCreate(TaskBase):
     """A new task. Only `title` is required."""
 
 
-class TaskReplace(TaskBase):
-    """All editable fields at once: omitted optional fields go back to their defaults."""
-
-
 # Fields a partial update may omit but not set to null: the columns cannot hold NULL.
 _NOT_NULL = ("title", "completed", "priority", "tags")
 
@@ -154,7 +152,10 @@ def _document_not_null(schema: dict[str, Any]) -> None:
 
 
 class TaskUpdate(BaseModel):
-    """Only the fields given change. `description` and `due_date` may be null; others not."""
+    """The body of PUT and PATCH: only the fields given change, the others are kept.
+
+    An explicit null clears `description` or `due_date`; the other fields cannot be null.
+    """
 
     model_config = ConfigDict(json_schema_extra=_document_not_null)
 

@@ -74,3 +74,15 @@ def test_partial_update_documents_which_fields_may_be_null(openapi: dict[str, An
     assert "anyOf" not in properties["completed"]
     assert {"type": "null"} in properties["description"]["anyOf"]
     assert {"type": "null"} in properties["due_date"]["anyOf"]
+
+
+def test_put_and_patch_document_the_same_partial_body(openapi: dict[str, Any]) -> None:
+    item = openapi["paths"]["/api/{user_id}/tasks/{task_id}"]
+    bodies = {
+        method: item[method]["requestBody"]["content"]["application/json"]["schema"]
+        for method in ("put", "patch")
+    }
+
+    assert bodies["put"] == {"$ref": "#/components/schemas/TaskUpdate"}
+    assert bodies["put"] in bodies["patch"]["anyOf"]
+    assert "keep" in item["put"]["description"]
