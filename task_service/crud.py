@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from shared.db import utcnow
 from task_service.models import Task, TaskCount, priority_rank
@@ -59,27 +60,35 @@ async def list_tasks(
     session: AsyncSession, *, user_id: str, query: TaskListQuery
 ) -> tuple[Sequence[Task], int]:
     """One page of the user's tasks, and how many tasks match in all."""
-    conditions = _filters(session, user_id, query)
-    page = await session.exec(
-        select(Task)
-        .where(*conditions)
-        .order_by(*_ordering(query))
-        .limit(query.limit)
-        .offset(query.offset)
-    )
+    dialect = session.get_bind().dialect.name
+    page = await session.exec(list_page_statement(user_id=user_id, query=query, dialect=dialect))
     tasks = page.all()
     # A short page that is not past the end tells the total by itself.
     if len(tasks) < query.limit and (tasks or query.offset == 0):
         return tasks, query.offset + len(tasks)
     if query.tag is None and query.q is None:
-        kept = await _kept_total(session, user_id, query)
+        kept = (await session.exec(kept_total_statement(user_id=user_id, query=query))).one()
         if _agrees_with_page(kept, query.offset, len(tasks)):
             return tasks, kept
+    conditions = _filters(dialect, user_id, query)
     total = await session.exec(select(func.count()).select_from(Task).where(*conditions))
     return tasks, total.one()
 
 
-async def _kept_total(session: AsyncSession, user_id: str, query: TaskListQuery) -> int:
+def list_page_statement(
+    *, user_id: str, query: TaskListQuery, dialect: str = "postgresql"
+) -> SelectOfScalar[Task]:
+    """The statement for one page of a list (public: the benchmark explains what is sent)."""
+    return (
+        select(Task)
+        .where(*_filters(dialect, user_id, query))
+        .order_by(*_ordering(query))
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+
+
+def kept_total_statement(*, user_id: str, query: TaskListQuery) -> SelectOfScalar[int]:
     """The total for status and priority filters, from the counts the database keeps.
 
     A sum of at most six rows (two states by three priorities); 0 when the user has none.
@@ -90,12 +99,9 @@ async def _kept_total(session: AsyncSession, user_id: str, query: TaskListQuery)
     if query.priority is not None:
         conditions.append(col(TaskCount.priority) == query.priority)
     # sum() of a BIGINT is a NUMERIC on PostgreSQL: cast back, for an int rather than a Decimal.
-    result = await session.exec(
-        select(cast(func.coalesce(func.sum(col(TaskCount.count)), 0), BigInteger)).where(
-            *conditions
-        )
+    return select(cast(func.coalesce(func.sum(col(TaskCount.count)), 0), BigInteger)).where(
+        *conditions
     )
-    return result.one()
 
 
 def _agrees_with_page(total: int, offset: int, rows: int) -> bool:
@@ -149,16 +155,14 @@ async def _update(session: AsyncSession, user_id: str, task_id: int, **values: A
     return task
 
 
-def _filters(
-    session: AsyncSession, user_id: str, query: TaskListQuery
-) -> list[ColumnElement[bool]]:
+def _filters(dialect: str, user_id: str, query: TaskListQuery) -> list[ColumnElement[bool]]:
     conditions = [col(Task.user_id) == user_id]
     if query.status != "all":
         conditions.append(col(Task.completed).is_(query.status == "completed"))
     if query.priority is not None:
         conditions.append(col(Task.priority) == query.priority)
     if query.tag is not None:
-        conditions.append(_has_tag(session, query.tag))
+        conditions.append(_has_tag(dialect, query.tag))
     if query.q is not None:
         conditions.append(
             or_(
@@ -169,8 +173,8 @@ def _filters(
     return conditions
 
 
-def _has_tag(session: AsyncSession, tag: str) -> ColumnElement[bool]:
-    if session.get_bind().dialect.name == "postgresql":
+def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
+    if dialect == "postgresql":
         return type_coerce(col(Task.tags), JSONB()).contains([tag])
     # SQLite has no containment operator: look through the array's elements instead.
     elements = func.json_each(col(Task.tags)).table_valued("value")
