@@ -13,12 +13,14 @@ rows summed); with a tag or text filter, from COUNT(*).
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CursorResult,
     SQLColumnExpression,
     cast,
     delete,
@@ -141,6 +143,21 @@ async def delete_task(session: AsyncSession, *, user_id: str, task_id: int) -> b
     deleted = result.scalar_one_or_none()
     await session.commit()
     return deleted is not None
+
+
+async def delete_completed(session: AsyncSession, *, user_id: str) -> int:
+    """Delete the user's completed tasks in one statement; returns how many there were.
+
+    The row triggers keep `task_counts` right as for any other delete.
+    """
+    result = await session.exec(
+        delete(Task)
+        .where(col(Task.user_id) == user_id, col(Task.completed).is_(True))
+        # Nothing is loaded in a request's session: no objects to keep in step.
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return typing.cast(CursorResult[Any], result).rowcount
 
 
 async def _update(session: AsyncSession, user_id: str, task_id: int, **values: Any) -> Task | None:

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Body, HTTPException, Response, status
 from shared.db import SessionDep
 from shared.errors import error_responses
 from task_service import crud
-from task_service.deps import ListQuery, OwnUserId, TaskId
+from task_service.deps import ClearQuery, ListQuery, OwnUserId, TaskId
 from task_service.models import Task
-from task_service.schemas import TaskCreate, TaskPublic, TaskUpdate
+from task_service.schemas import TaskCreate, TaskPublic, TasksDeleted, TaskUpdate
 
 TOTAL_COUNT_HEADER = "X-Total-Count"
 
@@ -73,6 +73,14 @@ async def list_tasks(
 async def create_task(user_id: OwnUserId, body: TaskCreate, session: SessionDep) -> TaskPublic:
     """Add a task. Only `title` is required; unknown fields are ignored."""
     return _public(await crud.create_task(session, user_id=user_id, data=body))
+
+
+@router.delete("", response_model=TasksDeleted, responses=error_responses(401, 403, 503))
+async def clear_completed(
+    user_id: OwnUserId, query: ClearQuery, session: SessionDep
+) -> TasksDeleted:
+    """Delete every completed task of the user at once (`?status=completed` is required)."""
+    return TasksDeleted(deleted=await crud.delete_completed(session, user_id=user_id))
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)

@@ -188,6 +188,21 @@ class TaskPublic(BaseModel):
     updated_at: datetime
 
 
+class TasksDeleted(BaseModel):
+    """How many tasks one request deleted."""
+
+    deleted: int
+
+
+class TaskClearQuery(BaseModel):
+    """The filter of `DELETE /api/{user_id}/tasks`, which is required: no bare DELETE on the
+    collection can delete every task by accident."""
+
+    status: Literal["completed"] = Field(
+        description="Must be `completed`: the user's completed tasks are deleted"
+    )
+
+
 class TaskListQuery(BaseModel):
     """Filters, order and page of `GET /api/{user_id}/tasks`."""
 
