@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Response, status
+from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 
 from shared.db import SessionDep
 from shared.errors import error_responses
 from task_service import crud
 from task_service.deps import ClearQuery, ListQuery, OwnUserId, TaskId
 from task_service.models import Task
-from task_service.schemas import TaskCreate, TaskPublic, TasksDeleted, TaskUpdate
+from task_service.schemas import ListPosition, TaskCreate, TaskPublic, TasksDeleted, TaskUpdate
 
 TOTAL_COUNT_HEADER = "X-Total-Count"
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
 
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"])
 
@@ -28,7 +29,16 @@ _LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
             TOTAL_COUNT_HEADER: {
                 "description": "How many tasks match the filters, across all pages",
                 "schema": {"type": "integer"},
-            }
+            },
+            NEXT_CURSOR_HEADER: {
+                "description": "The `cursor` of the next page; only when this page is full",
+                "schema": {"type": "string"},
+            },
+            "Link": {
+                "description": 'The next page\'s URL, relative, as `<...>; rel="next"` '
+                "(RFC 8288); only when this page is full",
+                "schema": {"type": "string"},
+            },
         },
     },
     **error_responses(401, 403, 503),
@@ -56,11 +66,21 @@ async def list_tasks(
     user_id: OwnUserId,
     query: ListQuery,
     session: SessionDep,
+    request: Request,
     response: Response,
 ) -> list[TaskPublic]:
-    """The user's tasks, filtered, sorted and paged; the total is in `X-Total-Count`."""
+    """The user's tasks, filtered, sorted and paged; the total is in `X-Total-Count`.
+
+    A full page names the next one in `X-Next-Cursor` and `Link`.
+    """
     tasks, total = await crud.list_tasks(session, user_id=user_id, query=query)
     response.headers[TOTAL_COUNT_HEADER] = str(total)
+    if tasks and len(tasks) == query.limit:
+        cursor = ListPosition.after(tasks[-1], query.sort, query.direction).encode()
+        response.headers[NEXT_CURSOR_HEADER] = cursor
+        # Relative, so it stays right behind the gateway and any TLS proxy.
+        following = request.url.remove_query_params("offset").include_query_params(cursor=cursor)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
     return [_public(task) for task in tasks]
 
 

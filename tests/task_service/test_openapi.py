@@ -61,10 +61,13 @@ def test_list_parameters_and_total_header_are_described(openapi: dict[str, Any])
         "order",
         "limit",
         "offset",
+        "cursor",
     }
     assert all(p.get("description") for p in parameters.values())
     assert "soonest first" in parameters["order"]["description"]
-    assert "X-Total-Count" in operation["responses"]["200"]["headers"]
+    assert {"X-Total-Count", "X-Next-Cursor", "Link"} <= set(
+        operation["responses"]["200"]["headers"]
+    )
 
 
 def test_partial_update_documents_which_fields_may_be_null(openapi: dict[str, Any]) -> None:
