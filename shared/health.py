@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import event
 
-from shared.db import Database, DatabaseKind
+from shared.database_url import DatabaseKind
+from shared.db import Database
 
 logger = logging.getLogger(__name__)
 

@@ -42,18 +42,27 @@ def install_missing_tools() -> None:
         raise DockerUnavailableError(
             f"{', '.join(TOOLS)} are needed and apt-get cannot run as root here"
         )
-    result = subprocess.run(  # noqa: S603 (fixed command)
-        ["apt-get", "install", "-y", "-q", *PACKAGES],  # noqa: S607 (the system's apt-get)
+    # The package lists may be missing or stale on a fresh machine: refresh them once.
+    for refresh in (False, True):
+        if refresh:
+            _apt_get("update")
+        result = _apt_get("install", "-y", *PACKAGES)
+        if result.returncode == 0 and all(shutil.which(tool) for tool in TOOLS):
+            return
+    raise DockerUnavailableError(
+        f"apt-get install {' '.join(PACKAGES)} failed:\n{result.stderr[-2000:]}"
+    )
+
+
+def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (fixed command)
+        ["apt-get", "-q", *args],  # noqa: S607 (the system's apt-get)
         capture_output=True,
         text=True,
         check=False,
         timeout=900,
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
     )
-    if result.returncode != 0 or not all(shutil.which(tool) for tool in TOOLS):
-        raise DockerUnavailableError(
-            f"apt-get install {' '.join(PACKAGES)} failed:\n{result.stderr[-2000:]}"
-        )
 
 
 def _client_binary(dockerd: str) -> str:

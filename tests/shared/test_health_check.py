@@ -33,7 +33,9 @@ def _count_queries(database: Database) -> list[str]:
 @pytest.fixture
 async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
     database = create_database(
-        ServiceSettings(_env_file=None, data_dir=tmp_path), schema="check", name="check"
+        ServiceSettings(_env_file=None, data_dir=tmp_path).database_config(),
+        schema="check",
+        name="check",
     )
     yield database
     await database.dispose()
@@ -72,7 +74,7 @@ async def test_a_database_error_anywhere_forgets_the_answer_and_failures_are_not
         data_dir=tmp_path,
         db_connect_timeout=2.0,
     )
-    database = create_database(settings, schema="public", name="check")
+    database = create_database(settings.database_config(), schema="public", name="check")
     check = DatabaseCheck(database, kept_seconds=600)
     try:
         assert await check.healthy()
