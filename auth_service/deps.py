@@ -1,24 +1,66 @@
-"""Dependencies of the auth routes."""
+"""The auth service's state and the dependencies of its routes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from auth_service import crud
 from auth_service.models import User
+from auth_service.rate_limit import (
+    AuthRateLimiter,
+    RateLimitedError,
+    client_address,
+    too_many_requests,
+)
 from auth_service.settings import AuthSettings
+from shared.app import state_of
 from shared.auth import CurrentPrincipal, unauthorized
-from shared.db import SessionDep
+from shared.deps import ServiceState, SessionDep
 
 
-async def get_settings(request: Request) -> AuthSettings:
-    settings: AuthSettings = request.app.state.settings
-    return settings
+@dataclass(frozen=True, kw_only=True)
+class AuthState(ServiceState[AuthSettings]):
+    """The auth service's shared objects: the common ones and the rate limiter."""
+
+    rate_limiter: AuthRateLimiter
+
+    async def aclose(self) -> None:
+        try:
+            await self.rate_limiter.aclose()
+        finally:
+            await super().aclose()
+
+
+async def get_state(request: Request) -> AuthState:
+    return state_of(request.app, AuthState)
+
+
+StateDep = Annotated[AuthState, Depends(get_state)]
+
+
+async def get_settings(state: StateDep) -> AuthSettings:
+    return state.settings
 
 
 SettingsDep = Annotated[AuthSettings, Depends(get_settings)]
+
+
+async def get_rate_limiter(state: StateDep) -> AuthRateLimiter:
+    return state.rate_limiter
+
+
+RateLimiterDep = Annotated[AuthRateLimiter, Depends(get_rate_limiter)]
+
+
+async def limit_per_client(request: Request, limiter: RateLimiterDep) -> None:
+    """Dependency: 429 with Retry-After once a client is over AUTH_RATE_LIMIT."""
+    try:
+        await limiter.hit_client(client_address(request))
+    except RateLimitedError as exc:
+        raise too_many_requests(exc.retry_after) from None
 
 
 async def get_current_user(principal: CurrentPrincipal, session: SessionDep) -> User:

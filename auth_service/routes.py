@@ -11,15 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from auth_service import crud
-from auth_service.deps import CurrentUser, SettingsDep
+from auth_service.deps import CurrentUser, RateLimiterDep, SettingsDep, limit_per_client
 from auth_service.models import User, new_id
-from auth_service.rate_limit import (
-    RateLimitedError,
-    RateLimiterDep,
-    client_address,
-    limit_per_client,
-    too_many_requests,
-)
+from auth_service.rate_limit import RateLimitedError, client_address, too_many_requests
 from auth_service.schemas import (
     LOGIN_REQUEST_BODY,
     LoginRequest,
@@ -37,7 +31,7 @@ from auth_service.security import (
 )
 from auth_service.settings import AuthSettings
 from shared.auth import unauthorized
-from shared.db import SessionDep
+from shared.deps import SessionDep
 from shared.errors import error_responses
 from shared.tokens import InvalidTokenError
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
 from fastapi.security import OAuth2PasswordBearer
 
-from shared.tokens import InvalidTokenError, Principal, SigningKeysUnavailableError, TokenVerifier
+from shared.deps import ServiceStateDep
+from shared.tokens import InvalidTokenError, Principal, SigningKeysUnavailableError
 
 # tokenUrl is the gateway's login route, so the Authorize button of /docs signs in there.
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
@@ -19,14 +20,13 @@ def unauthorized(detail: str, *, invalid_token: bool = False) -> HTTPException:
 
 
 async def get_principal(
-    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
+    state: ServiceStateDep, token: Annotated[str | None, Depends(bearer_scheme)]
 ) -> Principal:
     """The verified caller, or 401 (bad token) / 503 (signing keys unreachable)."""
     if not token:
         raise unauthorized("Not authenticated")
-    verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        return await verifier.verify(token)
+        return await state.verifier.verify(token)
     except InvalidTokenError:
         raise unauthorized("Invalid or expired token", invalid_token=True) from None
     except SigningKeysUnavailableError:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from shared.db import create_database
+from shared.deps import ServiceState
 from shared.service import create_service_app
 from shared.settings import load_settings
 from shared.tokens import JWKSCache, TokenVerifier
@@ -31,14 +33,17 @@ def create_verifier(settings: TaskSettings) -> TokenVerifier:
 def create_app(settings: TaskSettings | None = None) -> FastAPI:
     """The task service; settings come from the environment unless given."""
     settings = settings or load_settings(TaskSettings)
+    state = ServiceState(
+        settings=settings,
+        database=create_database(settings, schema=settings.task_db_schema, name="tasks"),
+        verifier=create_verifier(settings),
+    )
     return create_service_app(
+        state,
         name="tasks",
         title="Todo task service",
         description="Each user's tasks: create, list, filter, update, complete and delete.",
-        settings=settings,
-        schema=settings.task_db_schema,
         migrations_dir=MIGRATIONS_DIR,
         routers=[router],
-        verifier=create_verifier(settings),
         openapi_tags=[{"name": "tasks", "description": "The signed-in user's tasks"}],
     )

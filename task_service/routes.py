@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Response, status
 
-from shared.db import SessionDep
+from shared.deps import SessionDep
 from shared.errors import error_responses
 from task_service import crud
 from task_service.deps import ListQuery, OwnUserId, TaskId

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from auth_service.app import create_app
 from auth_service.models import metadata
 from auth_service.settings import AuthSettings
+from shared.deps import service_state
 from tests.support.databases import Backend, drop_schema, empty_tables, unique_schema
 from tests.support.tokens import SECRET_KEY
 
@@ -47,4 +48,4 @@ async def client(auth_app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
     transport = httpx2.ASGITransport(app=auth_app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://auth.test") as client:
         yield client
-    await empty_tables(auth_app.state.database, metadata)
+    await empty_tables(service_state(auth_app).database, metadata)

@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from auth_service.models import User
+from shared.deps import service_state
 from tests.support.tokens import SECRET_KEY, bearer, mint, unsigned
 
 
@@ -76,7 +77,7 @@ async def test_unacceptable_tokens_are_401(
 async def test_token_of_a_deleted_account_is_401(
     client: httpx2.AsyncClient, auth_app: FastAPI, user_id: str
 ) -> None:
-    async with auth_app.state.database.sessionmaker() as session:
+    async with service_state(auth_app).database.sessionmaker() as session:
         user = await session.get(User, user_id)
         assert user is not None
         await session.delete(user)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlmodel import select
 
 from auth_service.models import User
+from shared.deps import service_state
 from tests.support.tokens import bearer
 
 GOOD = {"email": "ada@example.com", "password": "correct horse", "name": "Ada"}
@@ -62,7 +63,7 @@ async def test_concurrent_registrations_of_one_email_create_one_account(
     responses = await asyncio.gather(*(client.post("/auth/register", json=GOOD) for _ in range(5)))
 
     assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409]
-    async with auth_app.state.database.sessionmaker() as session:
+    async with service_state(auth_app).database.sessionmaker() as session:
         users = (await session.exec(select(User))).all()
     assert [u.email for u in users] == ["ada@example.com"]
 
@@ -126,7 +127,7 @@ async def test_password_is_stored_as_an_argon2_hash(
 ) -> None:
     await client.post("/auth/register", json=GOOD)
 
-    async with auth_app.state.database.sessionmaker() as session:
+    async with service_state(auth_app).database.sessionmaker() as session:
         user = (await session.exec(select(User))).one()
     assert user.hashed_password.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert GOOD["password"] not in user.hashed_password

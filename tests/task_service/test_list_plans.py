@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.deps import service_state
 from task_service.models import PRIORITIES, Task
 from tests.task_service.conftest import ALICE, BOB, auth, insert_tasks, tasks_url
 
@@ -101,7 +102,7 @@ SORTS = ["created_at", "updated_at", "due_date", "priority", "title"]
 async def test_a_page_of_every_sort_is_read_in_index_order(
     client: httpx2.AsyncClient, task_app: FastAPI, sort: str, order: str
 ) -> None:
-    engine: AsyncEngine = task_app.state.database.engine
+    engine: AsyncEngine = service_state(task_app).database.engine
     params: dict[str, str | int] = {"sort": sort, "order": order, "limit": PAGE}
 
     with sent_statements(engine) as sent:
@@ -110,7 +111,7 @@ async def test_a_page_of_every_sort_is_read_in_index_order(
     assert len(response.json()) == PAGE
     ((statement, parameters),) = [(s, p) for s, p in sent if "ORDER BY" in s]
 
-    if task_app.state.database.kind == "postgresql":
+    if service_state(task_app).database.kind == "postgresql":
         plan = await _postgres_plan(engine, statement, parameters)
         assert f"Index Scan rows={PAGE}" in plan, plan
     else:
