@@ -13,7 +13,7 @@ from auth_service.settings import AuthSettings
 from shared.db import create_database
 from shared.service import create_service_app
 from shared.settings import load_settings
-from shared.tokens import TokenVerifier
+from shared.tokens import create_verifier
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -24,7 +24,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     state = AuthState(
         settings=settings,
         database=create_database(settings, schema=settings.auth_db_schema, name="auth"),
-        verifier=TokenVerifier(settings.verification_secrets),
+        verifier=create_verifier(settings),
         rate_limiter=AuthRateLimiter(settings),
     )
     return create_service_app(

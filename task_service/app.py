@@ -10,24 +10,11 @@ from shared.db import create_database
 from shared.deps import ServiceState
 from shared.service import create_service_app
 from shared.settings import load_settings
-from shared.tokens import JWKSCache, TokenVerifier
+from shared.tokens import create_verifier
 from task_service.routes import router
 from task_service.settings import TaskSettings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-
-
-def create_verifier(settings: TaskSettings) -> TokenVerifier:
-    """Our own and the frontend's HS256 tokens, plus Better Auth's JWKS-signed ones if set."""
-    url = settings.better_auth_jwks_url
-    frontend = settings.better_auth_secret
-    return TokenVerifier(
-        [settings.signing_key],
-        frontend_secret=frontend.get_secret_value() if frontend else None,
-        jwks=JWKSCache(url) if url else None,
-        issuer=settings.better_auth_issuer,
-        audience=settings.better_auth_audience,
-    )
 
 
 def create_app(settings: TaskSettings | None = None) -> FastAPI:

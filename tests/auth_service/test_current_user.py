@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx2
 import pytest
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 
 from auth_service.models import User
 from shared.deps import service_state
-from tests.support.tokens import SECRET_KEY, bearer, mint, unsigned
+from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY, bearer, mint, unsigned
 
 
 @pytest.fixture
@@ -27,6 +28,20 @@ async def test_me_returns_the_signed_in_account(client: httpx2.AsyncClient, user
 
     assert response.status_code == 200
     assert response.json()["id"] == user_id
+    assert response.json()["email"] == "kay@example.com"
+
+
+@pytest.mark.parametrize("claim", ["sub", "id", "userId"])
+async def test_me_accepts_the_frontend_tokens_the_task_routes_accept(
+    client: httpx2.AsyncClient, user_id: str, claim: str
+) -> None:
+    # What a Next.js frontend mints with BETTER_AUTH_SECRET: no `type`, the user under any name.
+    claims: dict[str, Any] = {"sub": None, "type": None, claim: user_id}
+    token = mint(BETTER_AUTH_SECRET, **claims)
+
+    response = await client.get("/api/users/me", headers=bearer(token))
+
+    assert response.status_code == 200
     assert response.json()["email"] == "kay@example.com"
 
 
