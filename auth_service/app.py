@@ -23,7 +23,9 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     settings = settings or load_settings(AuthSettings)
     state = AuthState(
         settings=settings,
-        database=create_database(settings, schema=settings.auth_db_schema, name="auth"),
+        database=create_database(
+            settings.database_config(), schema=settings.auth_db_schema, name="auth"
+        ),
         verifier=create_verifier(settings),
         rate_limiter=AuthRateLimiter(settings),
     )

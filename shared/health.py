@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from shared.app import HealthResponse
-from shared.db import DatabaseKind
+from shared.database_url import DatabaseKind
 from shared.deps import ServiceStateDep
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,9 @@ def create_app(settings: TaskSettings | None = None) -> FastAPI:
     settings = settings or load_settings(TaskSettings)
     state = ServiceState(
         settings=settings,
-        database=create_database(settings, schema=settings.task_db_schema, name="tasks"),
+        database=create_database(
+            settings.database_config(), schema=settings.task_db_schema, name="tasks"
+        ),
         verifier=create_verifier(settings),
     )
     return create_service_app(
