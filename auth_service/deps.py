@@ -15,10 +15,12 @@ from auth_service.rate_limit import (
     client_address,
     too_many_requests,
 )
+from auth_service.schemas import CurrentUserPublic
 from auth_service.settings import AuthSettings
 from shared.app import state_of
 from shared.auth import CurrentPrincipal, unauthorized
 from shared.deps import ServiceState, SessionDep
+from shared.tokens import Principal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,3 +74,40 @@ async def get_current_user(principal: CurrentPrincipal, session: SessionDep) -> 
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def _claim_text(principal: Principal, name: str) -> str | None:
+    value = principal.claims.get(name)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+async def get_current_identity(
+    principal: CurrentPrincipal, session: SessionDep
+) -> CurrentUserPublic:
+    """The token's user: their account; else, for a frontend's token, what its claims say.
+
+    A user of the frontend (Better Auth, or a token it signs itself) may have no account
+    here, yet the task routes accept their token: so does `/api/users/me`. A token of this
+    service whose account is gone is still a 401.
+    """
+    user = await crud.get_user(session, user_id=principal.user_id)
+    if user is not None:
+        return CurrentUserPublic(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            created_at=user.created_at,
+            identity_source="account",
+        )
+    if not principal.source.is_frontend:
+        raise unauthorized("Unknown user", invalid_token=True)
+    return CurrentUserPublic(
+        id=principal.user_id,
+        email=_claim_text(principal, "email"),
+        name=_claim_text(principal, "name"),
+        created_at=None,
+        identity_source="token",
+    )
+
+
+CurrentIdentity = Annotated[CurrentUserPublic, Depends(get_current_identity)]

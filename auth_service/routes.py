@@ -11,11 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from auth_service import crud
-from auth_service.deps import CurrentUser, RateLimiterDep, SettingsDep, limit_per_client
+from auth_service.deps import CurrentIdentity, RateLimiterDep, SettingsDep, limit_per_client
 from auth_service.models import User, new_id
 from auth_service.rate_limit import RateLimitedError, client_address, too_many_requests
 from auth_service.schemas import (
     LOGIN_REQUEST_BODY,
+    CurrentUserPublic,
     LoginRequest,
     RefreshRequest,
     RegisterRequest,
@@ -245,12 +246,19 @@ async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDe
 
 @router.get(
     "/api/users/me",
-    response_model=UserPublic,
+    response_model=CurrentUserPublic,
     responses=error_responses(
-        ErrorCode.NOT_AUTHENTICATED, ErrorCode.INVALID_TOKEN, ErrorCode.SERVICE_UNAVAILABLE
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.TOKEN_EXPIRED,
+        ErrorCode.SERVICE_UNAVAILABLE,
     ),
     tags=["users"],
 )
-async def read_me(user: CurrentUser) -> UserPublic:
-    """The signed-in account."""
-    return UserPublic.model_validate(user, from_attributes=True)
+async def read_me(identity: CurrentIdentity) -> CurrentUserPublic:
+    """The signed-in user, with the tokens the task routes accept.
+
+    `identity_source` says whether this is an account here or a frontend user known only
+    from their token (whose `email` and `name` are then the token's, when it has them).
+    """
+    return identity

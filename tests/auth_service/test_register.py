@@ -34,7 +34,7 @@ async def test_register_signs_the_new_user_in(client: httpx2.AsyncClient) -> Non
     assert body["user"]["name"] == "Ada"
     me = await client.get("/api/users/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
-    assert me.json() == body["user"]
+    assert me.json() == {**body["user"], "identity_source": "account"}
 
 
 async def test_name_is_optional_and_blank_means_none(client: httpx2.AsyncClient) -> None:
