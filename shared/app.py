@@ -1,9 +1,9 @@
 """The one app factory all three processes are built on.
 
 It fixes what must be the same everywhere: logging, the lifespan (start-up hooks, then
-teardown that runs even when start-up failed), the middleware order and the liveness
-route. Each process adds its routes, its own middleware and its state: one typed object,
-set here once and read back with `state_of`.
+teardown that runs even when start-up failed), the middleware order, trailing slashes and
+the liveness route. Each process adds its routes, its own middleware and its state: one
+typed object, set here once and read back with `state_of`.
 
 This module imports no ORM: the gateway, which has no database, is built on it too.
 """
@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared import __version__
 from shared.logging import configure_logging
@@ -47,6 +48,28 @@ liveness_router = APIRouter(tags=["health"])
 async def liveness() -> HealthResponse:
     """200 while the process serves requests; checks no dependency (for liveness probes)."""
     return HealthResponse(status="ok")
+
+
+class TrailingSlashMiddleware:
+    """Serves `/path/` exactly as `/path`, without a redirect.
+
+    Behind a TLS-terminating proxy a redirect would send browsers to `http://`, and clients
+    that add a slash (many do) would otherwise get a 404. `/` itself is left alone.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                # A new scope: the access log (outside) still shows the path as it was sent.
+                scope = {**scope, "path": path.rstrip("/") or "/"}
+                raw_path = scope.get("raw_path")
+                if raw_path:
+                    scope["raw_path"] = raw_path.rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)
 
 
 def attach_state(app: Starlette, state: object) -> None:
@@ -85,9 +108,9 @@ def create_base_app(
     one even if another failed (its error is logged), and also when start-up failed (what the
     factory opened must be closed either way).
 
-    Requests meet RequestContext (request id, access log) first, then `middleware`
-    (outermost first), then the 500 for unhandled errors, then `inner_middleware`, whose
-    failures that 500 therefore covers. `docs=False` leaves out
+    Requests meet RequestContext (request id, access log) first, then the trailing-slash
+    rewrite, then `middleware` (outermost first), then the 500 for unhandled errors, then
+    `inner_middleware`, whose failures that 500 therefore covers. `docs=False` leaves out
     `/docs`, `/redoc` and `/openapi.json` (the gateway serves its own).
     """
     configure_logging(settings.log_level, name)
@@ -114,10 +137,11 @@ def create_base_app(
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
-        # Behind TLS-terminating proxies a slash redirect would send browsers to http://.
+        # TrailingSlashMiddleware serves both spellings; a redirect would leave TLS.
         redirect_slashes=False,
         middleware=[
             Middleware(RequestContextMiddleware),
+            Middleware(TrailingSlashMiddleware),
             *middleware,
             # Inside the others, so its 500 still gets the request id and their headers.
             Middleware(UnhandledErrorMiddleware),

@@ -131,3 +131,18 @@ async def test_password_is_stored_as_an_argon2_hash(
         user = (await session.exec(select(User))).one()
     assert user.hashed_password.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert GOOD["password"] not in user.hashed_password
+
+
+async def test_trailing_slashes_are_served_as_without_them(client: httpx2.AsyncClient) -> None:
+    registered = await client.post(
+        "/auth/register/", json={"email": "slash@example.com", "password": "correct horse"}
+    )
+    signed_in = await client.post(
+        "/auth/login/", json={"email": "slash@example.com", "password": "correct horse"}
+    )
+    token = signed_in.json()["access_token"]
+    me = await client.get("/api/users/me/", headers={"Authorization": f"Bearer {token}"})
+
+    assert registered.status_code == 201
+    assert signed_in.status_code == 200
+    assert me.json()["email"] == "slash@example.com"

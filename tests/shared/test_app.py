@@ -129,3 +129,22 @@ def test_the_state_is_set_once_and_read_back_typed() -> None:
     with pytest.raises(TypeError):
         state_of(app, int)
     assert state_of(app, str) == "the state"
+
+
+@pytest.mark.parametrize("make", [p[1] for p in PROCESSES], ids=[p[0] for p in PROCESSES])
+async def test_every_process_serves_a_trailing_slash_as_without_it(
+    tmp_path: Path, make: Callable[[Path], FastAPI]
+) -> None:
+    app = make(tmp_path)
+    transport = httpx2.ASGITransport(app=app)
+    async with (
+        LifespanManager(app),
+        httpx2.AsyncClient(transport=transport, base_url="http://process.test") as client,
+    ):
+        plain = await client.get("/health/live")
+        slashed = await client.get("/health/live/")
+        unknown = await client.get("/no-such-route/")
+
+    assert slashed.status_code == plain.status_code == 200
+    assert slashed.json() == plain.json()
+    assert unknown.status_code == 404, "a slash never turns into a redirect"
