@@ -10,8 +10,9 @@ from fastapi.security import OAuth2PasswordBearer
 from shared.errors import ApiError, ErrorCode
 from shared.tokens import InvalidTokenError, Principal, SigningKeysUnavailableError, TokenVerifier
 
-# tokenUrl is the gateway's login route, so the Authorize button of /docs signs in there.
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
+# tokenUrl is the OAuth2 token endpoint (through the gateway), so the Authorize button of
+# /docs signs in there.
+bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
 def unauthorized(
