@@ -25,8 +25,9 @@ from shared.tokens import (
 
 logger = logging.getLogger(__name__)
 
-# tokenUrl is the gateway's login route, so the Authorize button of /docs signs in there.
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
+# tokenUrl is the OAuth2 token endpoint (through the gateway), so the Authorize button of
+# /docs signs in there.
+bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
 def unauthorized(
