@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response, status
 from pydantic import TypeAdapter
 
-from shared.db import SessionDep
+from shared.deps import SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
 from task_service import crud
 from task_service.deps import ClearQuery, ListQuery, OwnUserId, TaskId
