@@ -1,10 +1,13 @@
-"""The gateway's own endpoints: `/`, `/health`, and the merged `/docs` and `/openapi.json`."""
+"""The gateway's own endpoints: `/`, `/health`, and the merged `/docs` and `/openapi.json`.
+
+`/health/live` comes with the base app, as in every process.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx2
 from fastapi import APIRouter, Request
@@ -16,6 +19,7 @@ from pydantic import BaseModel
 from gateway.state import GatewayState
 from gateway.upstream import Upstream
 from shared import __version__
+from shared.app import HealthResponse, state_of
 
 router = APIRouter()
 
@@ -23,8 +27,7 @@ API_TITLE = "Todo API"
 
 
 def _state(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.gateway
-    return state
+    return state_of(request.app, GatewayState)
 
 
 class RootResponse(BaseModel):
@@ -62,8 +65,7 @@ async def root(request: Request) -> Response:
     return JSONResponse(body.model_dump(), headers=vary)
 
 
-class HealthResponse(BaseModel):
-    status: Literal["ok", "unavailable"]
+class StackHealthResponse(HealthResponse):
     services: dict[str, dict[str, Any]]
 
 
@@ -81,8 +83,8 @@ async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
 
 @router.get(
     "/health",
-    response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "A service is down"}},
+    response_model=StackHealthResponse,
+    responses={503: {"model": StackHealthResponse, "description": "A service is down"}},
     tags=["gateway"],
 )
 async def health(request: Request) -> JSONResponse:
@@ -92,17 +94,11 @@ async def health(request: Request) -> JSONResponse:
         _service_health(state.auth), _service_health(state.tasks)
     )
     healthy = auth_ok and tasks_ok
-    body = HealthResponse(
+    body = StackHealthResponse(
         status="ok" if healthy else "unavailable",
         services={"gateway": {"status": "ok"}, "auth": auth, "tasks": tasks},
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
-
-
-@router.get("/health/live", tags=["gateway"])
-async def liveness() -> dict[str, str]:
-    """200 while the gateway serves requests; checks no service (for liveness probes)."""
-    return {"status": "ok"}
 
 
 @router.get("/openapi.json", include_in_schema=False)
