@@ -19,7 +19,13 @@ _CORS_PREFIX = b"access-control-"
 _REPLACED_REQUEST = frozenset(
     {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
-_DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST
+# The gateway frames the request it sends (it has read the whole body first): the client's
+# framing, possibly malformed or ambiguous, is never relayed.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST | _FRAMING
+# RFC 9110 section 5.5: whitespace around a field value is not part of it (and the client
+# library refuses to send it).
+_OPTIONAL_WHITESPACE = b" \t"
 # The gateway's server adds its own Date and Server.
 _DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
 
@@ -34,12 +40,13 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    """The client's headers minus hop-by-hop ones, plus forwarding and request-id headers."""
+    """The client's headers, trimmed, minus hop-by-hop and framing ones, plus forwarding and
+    request-id headers."""
     incoming: list[tuple[bytes, bytes]] = scope["headers"]
     marked = _connection_tokens(incoming)
     dropped = _DROPPED_REQUEST | marked if marked else _DROPPED_REQUEST
     headers = [
-        (name, value)
+        (name, value.strip(_OPTIONAL_WHITESPACE))
         for name, value in incoming
         if name not in dropped and not name.startswith(_PROXY_PREFIX)
     ]
@@ -54,7 +61,7 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
     host = next((value for name, value in incoming if name == b"host"), None)
     if host:
-        headers.append((b"x-forwarded-host", host))
+        headers.append((b"x-forwarded-host", host.strip(_OPTIONAL_WHITESPACE)))
     request_id = scope.get("state", {}).get("request_id")
     if request_id:
         headers.append((b"x-request-id", request_id.encode("ascii")))

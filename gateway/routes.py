@@ -41,7 +41,7 @@ async def root() -> RootResponse:
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "busy", "unavailable"]
     services: dict[str, dict[str, Any]]
 
 
@@ -54,7 +54,11 @@ async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
         return False, {"status": "unreachable"}
     if not isinstance(body, dict):
         return False, {"status": "invalid response"}
-    return response.status_code == 200 and body.get("status") == "ok", body
+    healthy = response.status_code == 200 and body.get("status") == "ok"
+    if healthy and upstream.load.full:
+        # Up, but every proxied connection to it is taken: new requests get 503 busy.
+        body = {**body, "status": "busy", "in_flight": upstream.load.in_flight}
+    return healthy, body
 
 
 @router.get(
@@ -64,14 +68,19 @@ async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
     tags=["gateway"],
 )
 async def health(request: Request) -> JSONResponse:
-    """The gateway and each service, checked in parallel: 200 when all are healthy."""
+    """The gateway and each service, checked in parallel: 200 when all are up.
+
+    A service that is up but has every proxied connection in use is `busy` (still 200: a
+    restart would not help it).
+    """
     state = _state(request)
     (auth_ok, auth), (tasks_ok, tasks) = await asyncio.gather(
         _service_health(state.auth), _service_health(state.tasks)
     )
     healthy = auth_ok and tasks_ok
+    busy = any(service.get("status") == "busy" for service in (auth, tasks))
     body = HealthResponse(
-        status="ok" if healthy else "unavailable",
+        status=("busy" if busy else "ok") if healthy else "unavailable",
         services={"gateway": {"status": "ok"}, "auth": auth, "tasks": tasks},
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import http.cookiejar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx2
 
@@ -15,6 +15,21 @@ KEEPALIVE_EXPIRY_SECONDS = 4.0
 MAX_CONNECTIONS_PER_SERVICE = 200
 # The gateway's own calls (health checks, OpenAPI fetches) are few and short.
 MAX_PROBE_CONNECTIONS = 10
+
+
+@dataclass
+class PoolLoad:
+    """Proxied requests to one service in flight; at the pool's size, it is full."""
+
+    size: int
+    in_flight: int = 0
+
+    def done(self) -> None:
+        self.in_flight -= 1
+
+    @property
+    def full(self) -> bool:
+        return self.in_flight >= self.size
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,7 @@ class Upstream:
     base_url: str
     client: httpx2.AsyncClient  # proxied requests
     probe_client: httpx2.AsyncClient  # /health and OpenAPI fetches
+    load: PoolLoad = field(default_factory=lambda: PoolLoad(MAX_CONNECTIONS_PER_SERVICE))
 
     async def aclose(self) -> None:
         await self.client.aclose()
