@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import redis.asyncio
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from auth_service.settings import AuthSettings
+from shared.errors import ApiError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +130,10 @@ def _account_key(email: str) -> str:
     return hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
-def too_many_requests(retry_after: int) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-        detail=f"Too many requests; retry in {retry_after} seconds",
+def too_many_requests(retry_after: int) -> ApiError:
+    return ApiError(
+        ErrorCode.RATE_LIMITED,
+        f"Too many requests; retry in {retry_after} seconds",
         headers={"Retry-After": str(retry_after)},
     )
 

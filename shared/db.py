@@ -12,33 +12,20 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, event, text
-from sqlalchemy.engine import URL, Dialect, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-if TYPE_CHECKING:
-    from shared.settings import ServiceSettings
+from shared.database_url import DatabaseConfig, DatabaseKind, DatabaseUrl
 
 logger = logging.getLogger(__name__)
-
-DatabaseKind = Literal["postgresql", "sqlite"]
-
-_POSTGRES_DRIVERS = {
-    "postgres",
-    "postgresql",
-    "postgresql+asyncpg",
-    "postgresql+psycopg",
-    "postgresql+psycopg2",
-}
-_SQLITE_DRIVERS = {"sqlite", "sqlite+aiosqlite", "sqlite+pysqlite"}
-_SSL_MODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 # Deterministic constraint names, so migrations and models agree on every backend.
 NAMING_CONVENTION = {
@@ -51,66 +38,6 @@ NAMING_CONVENTION = {
 
 # Neon suspends idle computes after about five minutes; recycle pooled connections before that.
 POOL_RECYCLE_SECONDS = 240
-
-
-@dataclass(frozen=True)
-class ConnectionTarget:
-    """A DATABASE_URL translated for SQLAlchemy's async drivers."""
-
-    url: URL
-    connect_args: dict[str, Any]
-    kind: DatabaseKind
-
-    @property
-    def uses_transaction_pooler(self) -> bool:
-        """Neon's `-pooler` hosts are PgBouncer in transaction mode."""
-        return self.kind == "postgresql" and "-pooler" in (self.url.host or "")
-
-    @property
-    def safe_description(self) -> str:
-        return self.url.render_as_string(hide_password=True)
-
-
-def translate_database_url(raw: str) -> ConnectionTarget:
-    """Accept a URL as Neon's console prints it (libpq style) and make it asyncpg's.
-
-    `sslmode` (or `ssl`) becomes asyncpg's `ssl`; libpq-only parameters asyncpg would reject
-    (`channel_binding`, `options`, ...) are dropped. Raises ValueError on anything else, with
-    a message that starts with "DATABASE_URL " and never quotes the URL (it holds a password).
-    """
-    try:
-        # make_url raises ValueError itself on a port that is not a number.
-        url = make_url(raw.strip())
-    except (ArgumentError, ValueError):
-        raise ValueError(
-            "DATABASE_URL must look like postgresql://user:password@host:5432/dbname"
-        ) from None
-
-    if url.drivername in _SQLITE_DRIVERS:
-        return ConnectionTarget(url.set(drivername="sqlite+aiosqlite"), {}, "sqlite")
-    if url.drivername not in _POSTGRES_DRIVERS:
-        raise ValueError("DATABASE_URL must be a postgresql:// (or sqlite://) URL")
-    if url.port is not None and not 0 < url.port < 65536:
-        raise ValueError("DATABASE_URL port must be between 1 and 65535")
-
-    query = dict(url.query)
-    connect_args: dict[str, Any] = {}
-    # asyncpg's own spelling is `ssl`; dropping it as unknown would silently connect in clear.
-    ssl_modes = {name: query.pop(name) for name in ("sslmode", "ssl") if name in query}
-    for name, mode in ssl_modes.items():
-        if not isinstance(mode, str) or mode not in _SSL_MODES:
-            raise ValueError(f"DATABASE_URL {name} must be one of {sorted(_SSL_MODES)}")
-    if len(set(ssl_modes.values())) > 1:
-        raise ValueError("DATABASE_URL sslmode and ssl must agree")
-    if ssl_modes:
-        connect_args["ssl"] = next(iter(ssl_modes.values()))
-    application_name = query.pop("application_name", None)
-    if isinstance(application_name, str):
-        connect_args["server_settings"] = {"application_name": application_name}
-    if query:
-        logger.info("Ignoring DATABASE_URL parameters asyncpg does not take: %s", sorted(query))
-    url = url.set(drivername="postgresql+asyncpg", query={})
-    return ConnectionTarget(url, connect_args, "postgresql")
 
 
 @dataclass
@@ -137,61 +64,71 @@ class Database:
         await self.engine.dispose()
 
 
-def create_database(settings: ServiceSettings, *, schema: str, name: str) -> Database:
+def create_database(config: DatabaseConfig, *, schema: str, name: str) -> Database:
     """The engine for one service: its PostgreSQL schema, or its own SQLite file."""
-    if settings.database_url is None:
-        path = settings.data_dir / f"{name}.db"
+    url = config.url
+    if url is None:
+        path = config.data_dir / f"{name}.db"
         path.parent.mkdir(parents=True, exist_ok=True)
-        target = ConnectionTarget(URL.create("sqlite+aiosqlite", database=str(path)), {}, "sqlite")
-    else:
-        target = translate_database_url(settings.database_url.get_secret_value())
-
-    if target.kind == "sqlite":
-        return _create_sqlite(target, settings)
-    return _create_postgres(target, settings, schema)
+        url = DatabaseUrl(kind="sqlite", database=str(path))
+    if url.kind == "sqlite":
+        return _create_sqlite(url, config)
+    return _create_postgres(url, config, schema)
 
 
-def _create_postgres(target: ConnectionTarget, settings: ServiceSettings, schema: str) -> Database:
+def _create_postgres(url: DatabaseUrl, config: DatabaseConfig, schema: str) -> Database:
+    if url.unused:
+        logger.info("DATABASE_URL parameters this service does not use: %s", list(url.unused))
     connect_args: dict[str, Any] = {
-        **target.connect_args,
-        "timeout": settings.db_connect_timeout,
-        "command_timeout": settings.db_command_timeout,
+        "timeout": url.connect_timeout or config.connect_timeout,
+        "command_timeout": config.command_timeout,
     }
-    if target.uses_transaction_pooler:
+    if url.sslmode is not None:
+        connect_args["ssl"] = url.sslmode
+    if url.server_settings:
+        connect_args["server_settings"] = dict(url.server_settings)
+    if url.pooler_mode(config.pooler) == "transaction":
         # PgBouncer may hand each statement of a session to a different server connection:
         # no statement caches, and statement names that cannot collide across clients.
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = _unique_statement_name
     engine = create_async_engine(
-        target.url,
+        URL.create(
+            "postgresql+asyncpg",
+            username=url.user,
+            password=url.password,
+            host=url.host,
+            port=url.port,
+            database=url.database,
+        ),
         connect_args=connect_args,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
         # Waiting for a busy pool is bounded like a query, not like a (cold) connect.
-        pool_timeout=settings.db_command_timeout,
+        pool_timeout=config.command_timeout,
         pool_recycle=POOL_RECYCLE_SECONDS,
         pool_pre_ping=True,
         # Parameters (password hashes, emails) stay out of error messages and so out of logs.
         hide_parameters=True,
         execution_options={"schema_translate_map": {None: schema}},
     )
-    return Database(engine, "postgresql", schema, target.safe_description)
+    return Database(engine, "postgresql", schema, url.safe_description)
 
 
-def _create_sqlite(target: ConnectionTarget, settings: ServiceSettings) -> Database:
+def _create_sqlite(url: DatabaseUrl, config: DatabaseConfig) -> Database:
     # One connection per process: SQLite allows one writer at a time anyway, and a single
     # connection cannot deadlock with itself upgrading a read lock ("database is locked").
     engine = create_async_engine(
-        target.url,
-        connect_args={"timeout": settings.db_command_timeout},
+        URL.create("sqlite+aiosqlite", database=url.database),
+        connect_args={"timeout": config.command_timeout},
         pool_size=1,
         max_overflow=0,
-        pool_timeout=settings.db_command_timeout,
+        pool_timeout=config.command_timeout,
         hide_parameters=True,
     )
     event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
-    return Database(engine, "sqlite", None, target.url.database or "")
+    return Database(engine, "sqlite", None, url.safe_description)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from shared.db import Database, DatabaseKind
+from shared.database_url import DatabaseKind
+from shared.db import Database
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def create_service_app(
     `on_shutdown` closes what the service opened besides the database and the verifier.
     """
     configure_logging(settings.log_level, name)
-    database = create_database(settings, schema=schema, name=name)
+    database = create_database(settings.database_config(), schema=schema, name=name)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.db import translate_database_url
+from shared.database_url import DatabaseConfig, parse_database_url
 from shared.validators import blank_to_none
 
 AppEnv = Literal["development", "production"]
@@ -55,7 +55,7 @@ def _usable_database_url(value: SecretStr | None) -> SecretStr | None:
     """Refuse at start-up a URL the engine could not use, instead of crashing on it later."""
     if value is not None:
         try:
-            translate_database_url(value.get_secret_value())
+            parse_database_url(value.get_secret_value())
         except ValueError as exc:
             # The error is reported under the variable's name already; the message never
             # quotes the URL, which holds a password.
@@ -114,6 +114,18 @@ class ServiceSettings(CommonSettings):
     # stalls is a 503 in seconds.
     db_connect_timeout: float = Field(default=10.0, gt=0, le=120)
     db_command_timeout: float = Field(default=5.0, gt=0, le=600)
+
+    def database_config(self) -> DatabaseConfig:
+        """The values the engine factory takes (it never sees the rest of the settings)."""
+        url = self.database_url
+        return DatabaseConfig(
+            url=parse_database_url(url.get_secret_value()) if url is not None else None,
+            data_dir=self.data_dir,
+            pool_size=self.db_pool_size,
+            max_overflow=self.db_max_overflow,
+            connect_timeout=self.db_connect_timeout,
+            command_timeout=self.db_command_timeout,
+        )
 
     @model_validator(mode="after")
     def _require_production_values(self) -> Self:

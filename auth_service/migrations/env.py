@@ -9,7 +9,7 @@ from shared.settings import load_settings
 
 def _open_database() -> Database:
     settings = load_settings(AuthSettings)
-    return create_database(settings, schema=settings.auth_db_schema, name="auth")
+    return create_database(settings.database_config(), schema=settings.auth_db_schema, name="auth")
 
 
 run_env(metadata, _open_database)

@@ -9,7 +9,7 @@ from task_service.settings import TaskSettings
 
 def _open_database() -> Database:
     settings = load_settings(TaskSettings)
-    return create_database(settings, schema=settings.task_db_schema, name="tasks")
+    return create_database(settings.database_config(), schema=settings.task_db_schema, name="tasks")
 
 
 run_env(metadata, _open_database)

@@ -22,7 +22,7 @@ from tests.support.databases import Backend, drop_schema, schema_differences
 def _database(backend: Backend, schema: str | None = None) -> Database:
     overrides = {"auth_db_schema": schema} if schema else {}
     settings = auth_settings(backend, **overrides)
-    return create_database(settings, schema=settings.auth_db_schema, name="auth")
+    return create_database(settings.database_config(), schema=settings.auth_db_schema, name="auth")
 
 
 async def test_models_and_migrations_agree(backend: Backend) -> None:

@@ -25,7 +25,7 @@ async def test_a_failing_query_logs_its_statement_but_never_its_values(
     settings = ServiceSettings(
         _env_file=None, database_url=SecretStr(postgres_url), data_dir=tmp_path
     )
-    database = create_database(settings, schema="public", name="check")
+    database = create_database(settings.database_config(), schema="public", name="check")
     try:
         async with database.engine.connect() as connection:
             with pytest.raises(DBAPIError) as failure:
@@ -39,7 +39,10 @@ async def test_a_failing_query_logs_its_statement_but_never_its_values(
     response = await database_error(request, failure.value)
 
     assert response.status_code == 500
-    assert json.loads(bytes(response.body)) == {"detail": "Internal Server Error"}
+    assert json.loads(bytes(response.body)) == {
+        "detail": "Internal Server Error",
+        "code": "internal_error",
+    }
     assert "SELECT CAST($1 AS integer)" in caplog.text
     assert "hash-of-a-password" not in caplog.text
 
@@ -71,7 +74,7 @@ async def _driver_arguments(database: Database) -> dict[str, Any]:
 
 def _postgres_database(url: str, tmp_path: Path) -> Database:
     settings = ServiceSettings(_env_file=None, database_url=SecretStr(url), data_dir=tmp_path)
-    return create_database(settings, schema="auth", name="auth")
+    return create_database(settings.database_config(), schema="auth", name="auth")
 
 
 async def test_neon_pooler_gets_no_statement_caches_and_timeouts_for_cold_starts(

@@ -15,7 +15,7 @@ from shared.settings import ServiceSettings
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
     settings = ServiceSettings(_env_file=None, data_dir=tmp_path)
-    database = create_database(settings, schema="unused", name="check")
+    database = create_database(settings.database_config(), schema="unused", name="check")
     yield database
     await database.dispose()
 

@@ -244,7 +244,9 @@ async def test_the_migrations_count_tasks_that_existed_before_them(
     backend: Backend, tmp_path: Path
 ) -> None:
     settings = task_settings(Backend(backend.name, backend.database_url, tmp_path))
-    database = create_database(settings, schema=settings.task_db_schema, name="counts")
+    database = create_database(
+        settings.database_config(), schema=settings.task_db_schema, name="counts"
+    )
     tasks = [
         ("ann", "high", True),
         ("ann", "high", False),

@@ -24,7 +24,9 @@ from tests.task_service.conftest import task_settings
 
 async def test_models_and_migrations_agree(backend: Backend) -> None:
     settings = task_settings(backend)
-    database = create_database(settings, schema=settings.task_db_schema, name="tasks")
+    database = create_database(
+        settings.database_config(), schema=settings.task_db_schema, name="tasks"
+    )
     try:
         await upgrade_database(database, MIGRATIONS_DIR)
 
@@ -54,7 +56,9 @@ async def test_downgrading_0004_restores_per_user_counts_and_upgrading_again_wor
     backend: Backend,
 ) -> None:
     settings = task_settings(backend)
-    database = create_database(settings, schema=settings.task_db_schema, name="tasks")
+    database = create_database(
+        settings.database_config(), schema=settings.task_db_schema, name="tasks"
+    )
     try:
         await upgrade_database(database, MIGRATIONS_DIR)
         await _add_tasks(database, ("ann", "high", True), ("ann", "low", False))
@@ -98,7 +102,7 @@ async def test_table_indexes_and_version_live_in_the_service_schema(
     postgres_url: str, pg_schema: str, tmp_path: Path
 ) -> None:
     settings = task_settings(Backend("postgres", postgres_url, tmp_path), task_db_schema=pg_schema)
-    database = create_database(settings, schema=pg_schema, name="tasks")
+    database = create_database(settings.database_config(), schema=pg_schema, name="tasks")
     try:
         await upgrade_database(database, MIGRATIONS_DIR)
     finally:
