@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import httpx2
+import re
+
 from starlette.types import Scope
 
 # Meaningful for one connection only (RFC 9110 section 7.6.1): never forwarded either way.
@@ -68,13 +69,22 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
+# RFC 9110 section 5.5: a field value is visible characters, obs-text, spaces and tabs.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def has_control_character(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether any header value holds a character HTTP does not allow in one."""
+    return _CONTROL.search(b"".join(value for _, value in headers)) is not None
+
+
+def response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
     """The service's headers minus hop-by-hop, Proxy-* and CORS ones, and Date and Server."""
-    raw = [(name.lower(), value) for name, value in response.headers.raw]
-    marked = _connection_tokens(raw)
+    lowered = [(name.lower(), value) for name, value in raw]
+    marked = _connection_tokens(lowered)
     dropped = _DROPPED_RESPONSE | marked if marked else _DROPPED_RESPONSE
     return [
         (name, value)
-        for name, value in raw
+        for name, value in lowered
         if name not in dropped and not name.startswith((_PROXY_PREFIX, _CORS_PREFIX))
     ]

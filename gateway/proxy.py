@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
-import httpx2
+import aiohttp
+from multidict import CIMultiDict
 from starlette.types import Receive, Scope, Send
+from yarl import URL
 
-from gateway.headers import request_headers, response_headers
+from gateway.headers import has_control_character, request_headers, response_headers
 from gateway.upstream import Upstream
 from shared.errors import ErrorCode, error_body
 from shared.server import MAX_HEADER_FIELDS
@@ -118,6 +119,11 @@ async def proxy(
     if _headers_too_large(headers, max_header_bytes):
         await send_error(send, ErrorCode.HEADERS_TOO_LARGE, "Request headers too large")
         return
+    if has_control_character(headers):
+        # The server lets a few through (a vertical tab, say) that HTTP does not allow in a
+        # value: refused here, as bad input, rather than sent on for the service to refuse.
+        await send_error(send, ErrorCode.BAD_REQUEST, "A header value has a control character")
+        return
     content = None
     if has_body:
         try:
@@ -140,76 +146,80 @@ async def proxy(
     url = upstream.base_url + path.decode("latin-1")
     if query:
         url += "?" + query.decode("latin-1")
-    # Not client.build_request: that adds the client's own Accept, Accept-Encoding and
-    # User-Agent, and bodies are relayed as they are, so a service could compress for a
-    # client that never asked. The client's timeouts still apply: send() sets them on a
-    # request that carries none.
-    try:
-        request = httpx2.Request(scope["method"], url, headers=headers, content=content)
-    except httpx2.InvalidURL:
-        await send_error(send, ErrorCode.BAD_REQUEST, "Invalid request target")
-        return
-    # The upstream response is closed on leaving the stack, once nothing reads it any more.
-    async with contextlib.AsyncExitStack() as cleanup:
-        exchange = _exchange(request, send, upstream, cleanup)
-        if not await _unless_client_leaves(exchange, receive):
-            logger.info("Client left before the answer of %s was complete", upstream.name)
+    # As received: the target is sent exactly as the client wrote it (dot segments were
+    # refused before routing).
+    target = URL(url, encoded=True)
+    forwarded = CIMultiDict(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in headers
+    )
+    exchange = _exchange(
+        scope["method"], target, headers=forwarded, content=content, send=send, upstream=upstream
+    )
+    if not await _unless_client_leaves(exchange, receive):
+        logger.info("Client left before the answer of %s was complete", upstream.name)
 
 
 async def _exchange(
-    request: httpx2.Request, send: Send, upstream: Upstream, cleanup: contextlib.AsyncExitStack
+    method: str,
+    target: URL,
+    *,
+    headers: CIMultiDict[str],
+    content: bytes | None,
+    send: Send,
+    upstream: Upstream,
 ) -> None:
-    """Send `request` upstream and relay the answer, or answer the failure.
+    """Send the request upstream and relay the answer, or answer the failure.
 
     Nothing is awaited after the answer's last message: once it is sent, the server reports
     a disconnect, which must not be mistaken for the client leaving early.
     """
-    upstream.load.in_flight += 1
-    cleanup.callback(upstream.load.done)
+    load = upstream.load
+    # Every connection was in use when this request came: a connect timeout then is the
+    # wait for a free one, not the service failing to accept.
+    waited = load.full
+    load.in_flight += 1
     try:
-        response = await upstream.client.send(request, stream=True)
-    except httpx2.PoolTimeout:
-        # Every connection to the service is busy: not the service being slow to answer.
-        logger.warning("%s busy: no free connection", upstream.name)
-        retry_after = str(BUSY_RETRY_AFTER_SECONDS).encode()
-        await send_error(
-            send,
-            ErrorCode.UPSTREAM_BUSY,
-            f"{upstream.name} is busy, retry shortly",
-            [(b"retry-after", retry_after)],
-        )
-        return
-    except httpx2.TimeoutException:
+        async with upstream.session.request(
+            method, target, headers=headers, data=content, allow_redirects=False
+        ) as response:
+            await _relay(response, send, upstream)
+    except aiohttp.ConnectionTimeoutError:
+        if waited:
+            logger.warning("%s busy: no free connection", upstream.name)
+            retry_after = str(BUSY_RETRY_AFTER_SECONDS).encode()
+            await send_error(
+                send,
+                ErrorCode.UPSTREAM_BUSY,
+                f"{upstream.name} is busy, retry shortly",
+                [(b"retry-after", retry_after)],
+            )
+        else:
+            logger.warning("%s timed out connecting", upstream.name)
+            await send_error(send, ErrorCode.UPSTREAM_TIMEOUT, f"{upstream.name} timed out")
+    except aiohttp.ServerTimeoutError:
         logger.warning("%s timed out", upstream.name)
         await send_error(send, ErrorCode.UPSTREAM_TIMEOUT, f"{upstream.name} timed out")
-        return
-    except httpx2.LocalProtocolError:
-        # The client library refuses to write something the client sent (a header value
-        # with a character HTTP does not allow there): bad input, not a failed service.
-        await send_error(send, ErrorCode.BAD_REQUEST, "The request cannot be forwarded as sent")
-        return
-    except httpx2.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         # Any other failure of the exchange is the service's answer missing: a 502.
         logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
         await send_error(send, ErrorCode.UPSTREAM_UNREACHABLE, f"{upstream.name} unreachable")
-        return
-    cleanup.push_async_callback(response.aclose)
-    await _relay(response, send, upstream)
+    finally:
+        load.done()
 
 
-async def _relay(response: httpx2.Response, send: Send, upstream: Upstream) -> None:
+async def _relay(response: aiohttp.ClientResponse, send: Send, upstream: Upstream) -> None:
     """Stream the upstream's answer to the client, as received."""
     await send(
         {
             "type": "http.response.start",
-            "status": response.status_code,
-            "headers": response_headers(response),
+            "status": response.status,
+            "headers": response_headers(response.raw_headers),
         }
     )
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.content.iter_any():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except httpx2.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         # The status line is gone already: all that is left is to end the response early.
         logger.warning("%s failed mid-response: %s", upstream.name, type(exc).__name__)
         return
