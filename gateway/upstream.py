@@ -72,7 +72,7 @@ class Upstream:
                 ),
                 # Bodies are relayed as they come, and only the client's own headers go on.
                 auto_decompress=False,
-                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
+                skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
                 # It serves every user: it must never keep one user's cookie.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
