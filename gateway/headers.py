@@ -21,8 +21,9 @@ _REPLACED_REQUEST = frozenset(
     {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
 # The gateway frames the request it sends (it has read the whole body first): the client's
-# framing, possibly malformed or ambiguous, is never relayed.
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+# framing, possibly malformed or ambiguous, is never relayed; nor is `Expect: 100-continue`,
+# answered already by the gateway's server when it read the body.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
 _DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST | _FRAMING
 # RFC 9110 section 5.5: whitespace around a field value is not part of it (and the client
 # library refuses to send it).
