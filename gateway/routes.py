@@ -1,19 +1,25 @@
-"""The gateway's own endpoints: `/`, `/health`, and the merged `/docs` and `/openapi.json`."""
+"""The gateway's own endpoints: `/`, `/health`, and the merged `/docs` and `/openapi.json`.
+
+`/health/live` comes with the base app, as in every process.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from gateway.state import GatewayState
 from gateway.upstream import Upstream
 from shared import __version__
+from shared.app import HealthResponse, state_of
 
 router = APIRouter()
 
@@ -21,8 +27,7 @@ API_TITLE = "Todo API"
 
 
 def _state(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.gateway
-    return state
+    return state_of(request.app, GatewayState)
 
 
 class RootResponse(BaseModel):
@@ -32,16 +37,37 @@ class RootResponse(BaseModel):
     health: str
 
 
-@router.get("/", response_model=RootResponse, tags=["gateway"])
-async def root() -> RootResponse:
-    """What this is and where to look next."""
-    return RootResponse(
+STATIC_DIR = Path(__file__).parent / "static"
+# The web app's page runs this gateway's own script and styles only, and talks to this origin
+# only; who may frame it is the security headers middleware's `frame-ancestors`.
+APP_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'"
+)
+router.mount("/assets", StaticFiles(directory=STATIC_DIR / "assets"), name="assets")
+
+
+@router.get(
+    "/",
+    response_model=RootResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "The web app to browsers"}},
+    tags=["gateway"],
+)
+async def root(request: Request) -> Response:
+    """The web app to browsers (`Accept: text/html`); what this is, as JSON, to anyone else."""
+    vary = {"Vary": "Accept"}
+    if "text/html" in request.headers.get("accept", ""):
+        page_headers = {**vary, "Content-Security-Policy": APP_CSP, "Cache-Control": "no-cache"}
+        return FileResponse(STATIC_DIR / "index.html", headers=page_headers)
+    body = RootResponse(
         service="Todo API gateway", version=__version__, docs="/docs", health="/health"
     )
+    return JSONResponse(body.model_dump(), headers=vary)
 
 
-class HealthResponse(BaseModel):
-    status: Literal["ok", "busy", "unavailable"]
+class StackHealthResponse(HealthResponse):
+    # "busy": every service is up, and one has every proxied connection in use.
+    status: Literal["ok", "busy", "unavailable"]  # type: ignore[assignment]
     services: dict[str, dict[str, Any]]
 
 
@@ -63,8 +89,8 @@ async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
 
 @router.get(
     "/health",
-    response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "A service is down"}},
+    response_model=StackHealthResponse,
+    responses={503: {"model": StackHealthResponse, "description": "A service is down"}},
     tags=["gateway"],
 )
 async def health(request: Request) -> JSONResponse:
@@ -79,17 +105,11 @@ async def health(request: Request) -> JSONResponse:
     )
     healthy = auth_ok and tasks_ok
     busy = any(service.get("status") == "busy" for service in (auth, tasks))
-    body = HealthResponse(
+    body = StackHealthResponse(
         status=("busy" if busy else "ok") if healthy else "unavailable",
         services={"gateway": {"status": "ok"}, "auth": auth, "tasks": tasks},
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
-
-
-@router.get("/health/live", tags=["gateway"])
-async def liveness() -> dict[str, str]:
-    """200 while the gateway serves requests; checks no service (for liveness probes)."""
-    return {"status": "ok"}
 
 
 @router.get("/openapi.json", include_in_schema=False)

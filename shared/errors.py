@@ -20,6 +20,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -219,9 +220,17 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, able to echo input that is not valid Unicode.
 
-    FastAPI's own handler fails with a 500 when a 422 repeats a lone surrogate it was sent.
+    FastAPI's own handler fails with a 500 when a 422 repeats a lone surrogate it was sent,
+    and echoes an uploaded file's internals.
     """
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
+    # A file sent where text was expected would be echoed with the internals of its upload.
+    errors = [
+        {key: value for key, value in error.items() if key != "input"}
+        if isinstance(error.get("input"), UploadFile)
+        else error
+        for error in errors
+    ]
     try:
         return error_response(ErrorCode.VALIDATION_ERROR, jsonable_encoder(errors))
     except RecursionError:

@@ -63,7 +63,9 @@ class RequestContextMiddleware:
         async def receive_watching() -> Message:
             nonlocal client_left
             message = await receive()
-            if message["type"] == "http.disconnect":
+            if message["type"] == "http.disconnect" and not complete:
+                # Whatever the app answers after this (a 400 for a body cut short, say)
+                # reaches no one.
                 client_left = True
             return message
 
@@ -91,7 +93,7 @@ class RequestContextMiddleware:
                 "%s %s %d %.1fms",
                 method,
                 scope["path"],
-                CLIENT_CLOSED_REQUEST if client_left and not complete else status,
+                CLIENT_CLOSED_REQUEST if client_left else status,
                 (time.perf_counter() - started) * 1000,
             )
             request_id_var.reset(token)
