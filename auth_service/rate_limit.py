@@ -14,10 +14,10 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio
-from fastapi import Depends, Request
+from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -155,21 +155,3 @@ def client_address(request: Request) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return host
-
-
-async def get_rate_limiter(request: Request) -> AuthRateLimiter:
-    limiter: AuthRateLimiter = request.app.state.rate_limiter
-    return limiter
-
-
-async def limit_per_client(
-    request: Request, limiter: Annotated[AuthRateLimiter, Depends(get_rate_limiter)]
-) -> None:
-    """Dependency: 429 with Retry-After once a client is over AUTH_RATE_LIMIT."""
-    try:
-        await limiter.hit_client(client_address(request))
-    except RateLimitedError as exc:
-        raise too_many_requests(exc.retry_after) from None
-
-
-RateLimiterDep = Annotated[AuthRateLimiter, Depends(get_rate_limiter)]

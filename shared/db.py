@@ -1,4 +1,4 @@
-"""Database access for both services: one engine factory, one session dependency.
+"""Database access for both services: one engine factory (sessions: shared/deps.py).
 
 PostgreSQL (Neon or any other) goes through asyncpg; with no DATABASE_URL each service keeps
 its data in its own SQLite file. Models declare no schema: on PostgreSQL the engine maps them
@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -197,13 +195,3 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session on the app's database for the length of one request."""
-    database: Database = request.app.state.database
-    async with database.sessionmaker() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]

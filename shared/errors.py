@@ -20,6 +20,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -50,6 +51,7 @@ class ErrorCode(StrEnum):
     BODY_TOO_LARGE = "body_too_large", 413, "The request body is over the gateway's limit"
     EMAIL_TAKEN = "email_taken", 409, "An account with this email already exists"
     FORBIDDEN = "forbidden", 403, "The token is not for this user's resources"
+    HEADER_TIMEOUT = "header_timeout", 408, "The request headers did not arrive in time"
     HEADERS_TOO_LARGE = "headers_too_large", 431, "The request's headers are too large"
     INTERNAL_ERROR = "internal_error", 500, "An unexpected failure; the log has details"
     INVALID_CREDENTIALS = "invalid_credentials", 401, "Wrong email or password"
@@ -63,6 +65,7 @@ class ErrorCode(StrEnum):
     SERVICE_UNAVAILABLE = "service_unavailable", 503, "Database or signing keys unreachable"
     TASK_NOT_FOUND = "task_not_found", 404, "No such task among the user's"
     TOKEN_EXPIRED = "token_expired", 401, "The access token has expired"
+    TOO_MANY_CONNECTIONS = "too_many_connections", 503, "The server has its most connections open"
     UPSTREAM_BUSY = "upstream_busy", 503, "Every connection to a service is busy"
     UPSTREAM_TIMEOUT = "upstream_timeout", 504, "A service did not answer in time"
     UPSTREAM_UNREACHABLE = "upstream_unreachable", 502, "A service cannot be reached"
@@ -217,9 +220,17 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, able to echo input that is not valid Unicode.
 
-    FastAPI's own handler fails with a 500 when a 422 repeats a lone surrogate it was sent.
+    FastAPI's own handler fails with a 500 when a 422 repeats a lone surrogate it was sent,
+    and echoes an uploaded file's internals.
     """
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
+    # A file sent where text was expected would be echoed with the internals of its upload.
+    errors = [
+        {key: value for key, value in error.items() if key != "input"}
+        if isinstance(error.get("input"), UploadFile)
+        else error
+        for error in errors
+    ]
     try:
         return error_response(ErrorCode.VALIDATION_ERROR, jsonable_encoder(errors))
     except RecursionError:

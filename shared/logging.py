@@ -23,6 +23,28 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# Control characters a client could put into a logged value (a decoded path, a user agent,
+# an email): written as they came, a newline would start a forged log line and a NUL would
+# corrupt the log. Each is written as a visible escape instead, so nothing is lost.
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+}
+
+
+def escape_control_characters(text: str) -> str:
+    """`text` with every control character (and Unicode line separator) written as `\\xNN`."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Escapes control characters in each record's message; tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_control_characters(record.message)
+        return super().formatMessage(record)
+
+
 class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installs so that reconfiguring replaces only it."""
 
@@ -31,7 +53,7 @@ def configure_logging(level: str, service: str) -> None:
     """Send every logger, uvicorn's included, through one handler on stdout."""
     handler = _ServiceHandler(sys.stdout)
     handler.addFilter(_ContextFilter(service))
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(_EscapingFormatter(LOG_FORMAT))
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
