@@ -61,6 +61,20 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
+    def pool_counts(self) -> dict[str, int]:
+        """The pool's connections now: its size, how many are checked out, the overflow."""
+        pool = self.engine.pool
+        counts = {}
+        for state, read in (
+            ("size", "size"),
+            ("checked_out", "checkedout"),
+            ("overflow", "overflow"),
+        ):
+            method = getattr(pool, read, None)
+            if callable(method):
+                counts[state] = int(method())
+        return counts
+
 
 def create_database(config: DatabaseConfig, *, schema: str, name: str) -> Database:
     """The engine for one service: its PostgreSQL schema, or its own SQLite file."""

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ErrorCode, error_response
 from shared.logging import request_id_var
+from shared.metrics import IN_FLIGHT, observe_request
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -59,16 +60,26 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            IN_FLIGHT.dec()
+            seconds = time.perf_counter() - started
+            observe_request(scope, status, seconds)
             # The path only: query strings can carry user input that has no place in logs.
             access_logger.info(
                 "%s %s %d %.1fms",
                 scope["method"],
                 scope["path"],
                 status,
-                (time.perf_counter() - started) * 1000,
+                seconds * 1000,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
             )
             request_id_var.reset(token)
 

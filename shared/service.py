@@ -15,6 +15,7 @@ from shared.db import Database, is_database_unavailable
 from shared.deps import ServiceState
 from shared.errors import install_error_handlers
 from shared.health import router as health_router
+from shared.metrics import watch_pool
 from shared.migrations import upgrade_database
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def create_service_app(
         openapi_tags=openapi_tags,
     )
     install_error_handlers(app)
+    watch_pool("database", name, database.pool_counts)
     return app
 
 

@@ -75,6 +75,10 @@ DatabaseUrl = Annotated[
 ]
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
@@ -95,6 +99,8 @@ class CommonSettings(BaseSettings):
 
     app_env: AppEnv = "development"
     log_level: Annotated[LogLevel, BeforeValidator(_upper)] = "INFO"
+    # `json`: one JSON object per line, for log shippers; `text`: for people.
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
 
     @property
     def is_production(self) -> bool:
