@@ -28,6 +28,8 @@ class GatewaySettings(CommonSettings):
     task_service_url: ServiceUrl = "http://127.0.0.1:8002"
     allowed_origins: CommaSeparatedList = ["http://localhost:3000", "https://*.vercel.app"]
     max_body_bytes: int = Field(default=1_048_576, ge=0)
+    # The whole request body must arrive within this; nothing is sent upstream before it has.
+    body_timeout: Seconds = 10.0
     upstream_connect_timeout: Seconds = 5.0
     upstream_timeout: Seconds = 30.0
     health_timeout: Seconds = 2.0

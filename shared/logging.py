@@ -26,6 +26,28 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# Control characters a client could put into a logged value (a decoded path, a user agent,
+# an email): written as they came, a newline would start a forged log line and a NUL would
+# corrupt the log. Each is written as a visible escape instead, so nothing is lost.
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+}
+
+
+def escape_control_characters(text: str) -> str:
+    """`text` with every control character (and Unicode line separator) written as `\\xNN`."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Escapes control characters in each record's message; tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_control_characters(record.message)
+        return super().formatMessage(record)
+
+
 # Fields of an access line (RequestContextMiddleware passes them as `extra`).
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
 
@@ -61,7 +83,8 @@ def configure_logging(level: str, service: str, log_format: str = "text") -> Non
     (`log_format="json"`) as one JSON object per line."""
     handler = _ServiceHandler(sys.stdout)
     handler.addFilter(_ContextFilter(service))
-    handler.setFormatter(JSONFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
+    formatter = JSONFormatter() if log_format == "json" else _EscapingFormatter(LOG_FORMAT)
+    handler.setFormatter(formatter)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:

@@ -98,10 +98,9 @@ def route_template(scope: Scope) -> str:
     return template or UNMATCHED_ROUTE
 
 
-def observe_request(scope: Scope, status: int, seconds: float) -> None:
+def observe_request(scope: Scope, method: str, status: int, seconds: float) -> None:
     """Count and time one answered request (called by RequestContextMiddleware, which
     already tracks both, so metrics cost no middleware layer of their own)."""
     route = route_template(scope)
-    method = scope["method"]
     REQUESTS.labels(method, route, str(status)).inc()
     LATENCY.labels(method, route).observe(seconds)

@@ -101,6 +101,10 @@ class CommonSettings(BaseSettings):
     log_level: Annotated[LogLevel, BeforeValidator(_upper)] = "INFO"
     # `json`: one JSON object per line, for log shippers; `text`: for people.
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    # What this process's HTTP server accepts from any client (shared/server.py).
+    max_header_bytes: int = Field(default=32_768, ge=1_024, le=1_048_576)
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    max_connections: int = Field(default=2_048, ge=1, le=1_000_000)
 
     @property
     def is_production(self) -> bool:
