@@ -33,6 +33,9 @@ DEFAULTS = {
     "AUTH_SERVICE_PORT": "8001",
     "TASK_SERVICE_PORT": "8002",
     "FORWARDED_ALLOW_IPS": PRIVATE_NETWORKS,
+    # How often supervisord restarts a program that dies while starting before giving up
+    # (FATAL, which stops the stack). Its back-off grows by a second per try.
+    "START_RETRIES": "5",
 }
 PORT_VARIABLES = ("PORT", "AUTH_SERVICE_PORT", "TASK_SERVICE_PORT")
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
@@ -87,8 +90,11 @@ def _persistent_secret(data_dir: Path) -> str:
 
 
 def port_problems(env: Mapping[str, str]) -> list[str]:
-    """What is wrong with the ports the programs would listen on."""
+    """What is wrong with the ports the programs would listen on, and with START_RETRIES
+    (supervisord would refuse its configuration with a traceback)."""
     problems = []
+    if not env["START_RETRIES"].isdigit():
+        problems.append(f"START_RETRIES must be a whole number, not {env['START_RETRIES']!r}")
     taken: dict[int, str] = {}
     for name in PORT_VARIABLES:
         try:
@@ -181,20 +187,18 @@ def healthcheck() -> int:
 
 
 def exit_on_fatal() -> None:
-    """Speak supervisord's event-listener protocol; on PROCESS_STATE_FATAL, stop supervisord
-    (which stops every program gracefully) and have it exit with a failure."""
+    """Answer supervisord's events; on PROCESS_STATE_FATAL, stop supervisord (which stops
+    every program gracefully) and have it exit with a failure."""
+    from supervisor import childutils
+
     from shared.supervision import stop_the_stack
 
     while True:
-        sys.stdout.write("READY\n")
-        sys.stdout.flush()
-        header = dict(token.split(":", 1) for token in sys.stdin.readline().split())
-        payload = sys.stdin.read(int(header["len"]))
-        if header.get("eventname") == "PROCESS_STATE_FATAL":
+        headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
+        if headers.get("eventname") == "PROCESS_STATE_FATAL":
             print(f"app.py: a program cannot be kept running ({payload})", file=sys.stderr)
             stop_the_stack()
-        sys.stdout.write("RESULT 2\nOK")
-        sys.stdout.flush()
+        childutils.listener.ok(sys.stdout)
 
 
 if __name__ == "__main__":

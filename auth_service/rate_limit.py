@@ -17,18 +17,16 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import redis.asyncio
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from auth_service.settings import AuthSettings
+from shared.errors import ApiError, ErrorCode
 
 logger = logging.getLogger(__name__)
-
-# How long a failed storage is bypassed before it is tried again.
-STORAGE_RETRY_SECONDS = 5.0
 
 T = TypeVar("T")
 
@@ -54,8 +52,9 @@ class AuthRateLimiter:
         else:
             # Our own pool, so shutdown can close it; short timeouts, so a dead Redis costs
             # a login seconds at most instead of hanging it.
+            timeout = settings.rate_limit_storage_timeout
             self._pool = redis.asyncio.ConnectionPool.from_url(
-                url, socket_connect_timeout=2, socket_timeout=2
+                url, socket_connect_timeout=timeout, socket_timeout=timeout
             )
             # limits hands these to redis-py (its annotations only name scalar options).
             options: dict[str, Any] = {"implementation": "redispy", "connection_pool": self._pool}
@@ -65,6 +64,7 @@ class AuthRateLimiter:
         self.failures = parse(settings.login_failure_limit)
         # Until when (time.monotonic()) the storage is skipped after a failure.
         self._storage_down_until = 0.0
+        self._storage_retry_seconds = settings.rate_limit_storage_retry_seconds
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -106,9 +106,9 @@ class AuthRateLimiter:
     async def _use_storage(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
         """The result of one storage call, or `fallback` while the storage is failing.
 
-        After a failure the storage is left alone for STORAGE_RETRY_SECONDS, and the failure
-        logged once for that period: a hung Redis would otherwise cost each of a login's
-        calls its full socket timeout.
+        After a failure the storage is left alone for RATE_LIMIT_STORAGE_RETRY_SECONDS, and
+        the failure logged once for that period: a hung Redis would otherwise cost each of a
+        login's calls its full socket timeout.
         """
         if time.monotonic() < self._storage_down_until:
             return fallback
@@ -118,10 +118,10 @@ class AuthRateLimiter:
             if time.monotonic() >= self._storage_down_until:
                 logger.error(
                     "Rate limit storage unavailable, not limiting for %g s: %s",
-                    STORAGE_RETRY_SECONDS,
+                    self._storage_retry_seconds,
                     exc,
                 )
-            self._storage_down_until = time.monotonic() + STORAGE_RETRY_SECONDS
+            self._storage_down_until = time.monotonic() + self._storage_retry_seconds
             return fallback
 
 
@@ -130,10 +130,10 @@ def _account_key(email: str) -> str:
     return hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
-def too_many_requests(retry_after: int) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-        detail=f"Too many requests; retry in {retry_after} seconds",
+def too_many_requests(retry_after: int) -> ApiError:
+    return ApiError(
+        ErrorCode.RATE_LIMITED,
+        f"Too many requests; retry in {retry_after} seconds",
         headers={"Retry-After": str(retry_after)},
     )
 

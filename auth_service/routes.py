@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -38,7 +38,7 @@ from auth_service.security import (
 from auth_service.settings import AuthSettings
 from shared.auth import unauthorized
 from shared.db import SessionDep
-from shared.errors import error_responses
+from shared.errors import ApiError, ErrorCode, error_responses
 from shared.tokens import InvalidTokenError
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,12 @@ async def _issue_tokens(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenResponse,
-    responses=error_responses(400, 409, 429, 503),
+    responses=error_responses(
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.EMAIL_TAKEN,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    ),
     dependencies=[Depends(limit_per_client)],
     tags=["auth"],
 )
@@ -92,10 +97,7 @@ async def register(
             session, email=body.email, name=body.name, hashed_password=hashed
         )
     except crud.EmailTakenError:
-        raise HTTPException(
-            status_code=status.HTTP_409_CONFLICT,
-            detail="An account with this email already exists",
-        ) from None
+        raise ApiError(ErrorCode.EMAIL_TAKEN, "An account with this email already exists") from None
     logger.info("Registered user %s", user.id)
     return await _issue_tokens(session, settings, user)
 
@@ -129,10 +131,7 @@ async def _read_credentials(request: Request) -> LoginRequest:
             ) from None
         except (ValueError, RecursionError):
             # Not UTF-8, or nested too deeply to parse: what FastAPI answers on other routes.
-            raise HTTPException(
-                status_code=status.HTTP_400_BAD_REQUEST,
-                detail="There was an error parsing the body",
-            ) from None
+            raise ApiError(ErrorCode.BAD_REQUEST, "There was an error parsing the body") from None
     else:
         raise RequestValidationError(
             [
@@ -155,7 +154,13 @@ async def _read_credentials(request: Request) -> LoginRequest:
 @router.post(
     "/auth/login",
     response_model=TokenResponse,
-    responses=error_responses(400, 401, 422, 429, 503),
+    responses=error_responses(
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    ),
     openapi_extra={"requestBody": LOGIN_REQUEST_BODY},
     dependencies=[Depends(limit_per_client)],
     tags=["auth"],
@@ -182,7 +187,7 @@ async def login(
         credentials.password, user.hashed_password if user else None
     )
     if user is None or not matches:
-        raise unauthorized("Incorrect email or password")
+        raise unauthorized("Incorrect email or password", code=ErrorCode.INVALID_CREDENTIALS)
     await limiter.clear_failures(credentials.email, client)
     if new_hash is not None:
         await crud.replace_password_hash(session, user=user, hashed_password=new_hash)
@@ -192,7 +197,13 @@ async def login(
 @router.post(
     "/auth/refresh",
     response_model=TokenResponse,
-    responses=error_responses(400, 401, 429, 503),
+    responses=error_responses(
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.INVALID_REFRESH_TOKEN,
+        ErrorCode.REFRESH_TOKEN_REUSED,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    ),
     dependencies=[Depends(limit_per_client)],
     tags=["auth"],
 )
@@ -205,19 +216,25 @@ async def refresh(
         consumed = await crud.consume_refresh_token(session, token=body.refresh_token)
     except crud.RefreshTokenReusedError:
         logger.warning("Refresh token reused: its token family was revoked")
-        raise unauthorized("Refresh token reuse detected; sign in again") from None
+        raise unauthorized(
+            "Refresh token reuse detected; sign in again", code=ErrorCode.REFRESH_TOKEN_REUSED
+        ) from None
     except (InvalidTokenError, crud.RefreshTokenRejectedError):
-        raise unauthorized("Invalid or expired refresh token") from None
+        raise unauthorized(
+            "Invalid or expired refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN
+        ) from None
     user = await crud.get_user(session, user_id=consumed.user_id)
     if user is None:
-        raise unauthorized("Unknown user")
+        raise unauthorized("Unknown user", code=ErrorCode.INVALID_REFRESH_TOKEN)
     return await _issue_tokens(session, settings, user, family_id=consumed.family_id)
 
 
 @router.post(
     "/auth/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(400, 401, 503),
+    responses=error_responses(
+        ErrorCode.BAD_REQUEST, ErrorCode.INVALID_REFRESH_TOKEN, ErrorCode.SERVICE_UNAVAILABLE
+    ),
     tags=["auth"],
 )
 async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Response:
@@ -227,7 +244,7 @@ async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDe
             body.refresh_token, key=settings.signing_key, verify_exp=False
         )
     except InvalidTokenError:
-        raise unauthorized("Invalid refresh token") from None
+        raise unauthorized("Invalid refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN) from None
     await crud.revoke_family(session, family_id=str(claims["fam"]))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -235,7 +252,9 @@ async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDe
 @router.get(
     "/api/users/me",
     response_model=UserPublic,
-    responses=error_responses(401, 503),
+    responses=error_responses(
+        ErrorCode.NOT_AUTHENTICATED, ErrorCode.INVALID_TOKEN, ErrorCode.SERVICE_UNAVAILABLE
+    ),
     tags=["users"],
 )
 async def read_me(user: CurrentUser) -> UserPublic:

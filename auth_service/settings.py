@@ -43,3 +43,7 @@ class AuthSettings(ServiceSettings):
     rate_limit_storage_url: Annotated[
         str | None, BeforeValidator(blank_to_none), AfterValidator(_storage_url)
     ] = None
+    # Seconds: the longest a Redis call may take (connect or answer) before the request goes
+    # through unlimited, and how long a failed Redis is then left alone.
+    rate_limit_storage_timeout: float = Field(default=2.0, gt=0, le=30)
+    rate_limit_storage_retry_seconds: float = Field(default=5.0, gt=0, le=300)

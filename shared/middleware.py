@@ -7,9 +7,9 @@ import re
 import time
 import uuid
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.errors import ErrorCode, error_response
 from shared.logging import request_id_var
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -103,5 +103,5 @@ class UnhandledErrorMiddleware:
             if started:
                 # Too late for a 500: the server must cut the response short instead.
                 raise
-            response = JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+            response = error_response(ErrorCode.INTERNAL_ERROR, "Internal Server Error")
             await response(scope, receive, send)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Response, status
+from fastapi import APIRouter, Body, Response, status
 
 from shared.db import SessionDep
-from shared.errors import error_responses
+from shared.errors import ApiError, ErrorCode, error_responses
 from task_service import crud
 from task_service.deps import ListQuery, OwnUserId, TaskId
 from task_service.models import Task
@@ -33,16 +33,16 @@ _LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **error_responses(401, 403, 503),
 }
-_TASK_RESPONSES = error_responses(401, 403, 404, 503)
-_TASK_BODY_RESPONSES = error_responses(400, 401, 403, 404, 503)
+_TASK_RESPONSES = error_responses(401, 403, ErrorCode.TASK_NOT_FOUND, 503)
+_TASK_BODY_RESPONSES = error_responses(400, 401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 
 
 def _public(task: Task) -> TaskPublic:
     return TaskPublic.model_validate(task, from_attributes=True)
 
 
-def _not_found() -> HTTPException:
-    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Task not found")
+def _not_found() -> ApiError:
+    return ApiError(ErrorCode.TASK_NOT_FOUND, "Task not found")
 
 
 def _found(task: Task | None) -> TaskPublic:

@@ -26,7 +26,13 @@ DEPLOY = ROOT / "deploy"
 # Read by uvicorn itself (--proxy-headers), not by our settings.
 UVICORN_VARIABLES = {"FORWARDED_ALLOW_IPS"}
 # Read by app.py when it launches the whole stack.
-LAUNCHER_VARIABLES = {"HOST", "AUTH_SERVICE_PORT", "TASK_SERVICE_PORT", "SUPERVISOR_RUN_DIR"}
+LAUNCHER_VARIABLES = {
+    "HOST",
+    "AUTH_SERVICE_PORT",
+    "TASK_SERVICE_PORT",
+    "SUPERVISOR_RUN_DIR",
+    "START_RETRIES",
+}
 
 SETTINGS: dict[str, type[CommonSettings]] = {
     "auth_service": AuthSettings,

@@ -17,7 +17,7 @@ async def test_405_names_only_methods_the_path_serves(client: httpx2.AsyncClient
     # HEAD is refused, so advertising it in Allow would contradict the response itself.
     assert head.status_code == delete.status_code == 405
     assert head.headers["allow"] == delete.headers["allow"] == "GET"
-    assert delete.json() == {"detail": "Method Not Allowed"}
+    assert delete.json() == {"detail": "Method Not Allowed", "code": "method_not_allowed"}
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,8 @@ async def test_deeply_nested_json_gets_the_same_4xx_from_login_as_from_register(
 
     assert 400 <= login.status_code < 500
     assert login.status_code == register.status_code
-    assert set(login.json()) == set(register.json()) == {"detail"}
+    assert set(login.json()) == set(register.json()) == {"detail", "code"}
+    assert login.json()["code"] == register.json()["code"]
 
 
 async def test_login_body_that_is_not_utf8_is_400_like_other_routes(
@@ -67,4 +68,5 @@ async def test_login_body_that_is_not_utf8_is_400_like_other_routes(
     register = await client.post("/auth/register", content=body, headers=JSON)
 
     assert login.status_code == register.status_code == 400
-    assert login.json() == register.json() == {"detail": "There was an error parsing the body"}
+    assert login.json() == register.json()
+    assert login.json() == {"detail": "There was an error parsing the body", "code": "bad_request"}

@@ -92,7 +92,8 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(
     )
 
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {"detail": "Incorrect email or password"}
+    assert wrong.json() == unknown.json()
+    assert wrong.json()["code"] == "invalid_credentials"
     assert wrong.headers["www-authenticate"] == unknown.headers["www-authenticate"] == "Bearer"
 
 
@@ -257,5 +258,6 @@ async def test_a_file_in_a_login_form_is_422_without_echoing_the_upload(
                 "loc": ["body", location],
                 "msg": "Input should be a valid string",
             }
-        ]
+        ],
+        "code": "validation_error",
     }

@@ -70,7 +70,7 @@ async def test_a_used_refresh_token_is_dead_and_its_reuse_revokes_the_family(
 
     assert replay.status_code == 401
     assert replay.headers["www-authenticate"] == "Bearer"
-    assert "reuse" in replay.json()["detail"]
+    assert replay.json()["code"] == "refresh_token_reused"
     # Every token descended from that sign-in is dead now, the newest included.
     assert (await _refresh(client, newest)).status_code == 401
 

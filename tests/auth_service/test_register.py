@@ -53,7 +53,7 @@ async def test_duplicate_email_is_409_whatever_its_case(client: httpx2.AsyncClie
 
     assert first.status_code == 201
     assert second.status_code == 409
-    assert second.json() == {"detail": "An account with this email already exists"}
+    assert second.json()["code"] == "email_taken"
 
 
 async def test_concurrent_registrations_of_one_email_create_one_account(

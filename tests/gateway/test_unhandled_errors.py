@@ -24,7 +24,7 @@ async def test_an_unhandled_error_is_a_500_with_request_id_security_and_cors_hea
         )
 
     assert response.status_code == 500
-    assert response.json() == {"detail": "Internal Server Error"}
+    assert response.json() == {"detail": "Internal Server Error", "code": "internal_error"}
     assert response.headers["x-request-id"] == "trace-gw-500"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"

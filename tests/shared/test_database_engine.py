@@ -43,7 +43,10 @@ async def test_a_failing_query_logs_its_statement_but_never_its_values(
     response = await database_error(request, failure.value)
 
     assert response.status_code == 500
-    assert json.loads(bytes(response.body)) == {"detail": "Internal Server Error"}
+    assert json.loads(bytes(response.body)) == {
+        "detail": "Internal Server Error",
+        "code": "internal_error",
+    }
     assert "SELECT CAST($1 AS integer)" in caplog.text
     assert "hash-of-a-password" not in caplog.text
 

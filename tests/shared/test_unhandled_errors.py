@@ -40,7 +40,7 @@ async def test_a_service_answers_an_unhandled_error_with_a_500_that_keeps_the_re
         response = await client.get("/broken", headers={"X-Request-ID": "trace-svc-500"})
 
     assert response.status_code == 500
-    assert response.json() == {"detail": "Internal Server Error"}
+    assert response.json() == {"detail": "Internal Server Error", "code": "internal_error"}
     assert response.headers["x-request-id"] == "trace-svc-500"
     errors = _log_lines(capsys, "Unhandled error on GET /broken")
     assert errors

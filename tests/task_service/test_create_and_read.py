@@ -77,7 +77,7 @@ async def test_reading_a_task_that_does_not_exist_is_404(client: httpx2.AsyncCli
     response = await client.get(tasks_url(task_id=2**63 - 1), headers=auth())
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "Task not found"}
+    assert response.json()["code"] == "task_not_found"
 
 
 async def test_unknown_and_read_only_fields_in_a_new_task_are_ignored(

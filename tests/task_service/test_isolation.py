@@ -48,7 +48,7 @@ async def test_another_users_task_on_ones_own_path_is_404_and_untouched(
     )
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "Task not found"}
+    assert response.json()["code"] == "task_not_found"
     still = await client.get(tasks_url(BOB, bobs["id"]), headers=auth(BOB))
     assert still.json() == bobs
 

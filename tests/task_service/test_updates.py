@@ -200,7 +200,7 @@ async def test_toggling_a_missing_task_is_404(client: httpx2.AsyncClient, toggle
     response = await toggle(client, 2**63 - 1)
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "Task not found"}
+    assert response.json()["code"] == "task_not_found"
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH"])
@@ -232,4 +232,4 @@ async def test_deleting_twice_is_404_the_second_time(
 
     assert first.status_code == 204
     assert second.status_code == 404
-    assert second.json() == {"detail": "Task not found"}
+    assert second.json()["code"] == "task_not_found"
