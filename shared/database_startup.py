@@ -17,7 +17,7 @@ import signal
 import sqlite3
 import ssl
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -43,6 +43,12 @@ class DatabaseStartupError(Exception):
 
 class StartupInterrupted(DatabaseStartupError):  # noqa: N818 (a stop, not a failure)
     """SIGTERM or SIGINT arrived while waiting for the database."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(
+            f"Stopped by {signal.Signals(signum).name} while waiting for the database at start-up"
+        )
+        self.signum = signum
 
 
 # Transient SQLSTATEs: connection failures, too many connections, a server shutting down or
@@ -81,10 +87,18 @@ def _configuration_error(cause: BaseException, database: Database) -> tuple[bool
     if isinstance(cause, DatabaseConfigurationError):
         message = str(cause)
     elif isinstance(cause, ssl.SSLCertVerificationError):
+        binding = database.connector is not None and (
+            database.connector.url.channel_binding == "require"
+        )
         message = (
             f"the TLS certificate of {where} was not accepted "
             f"({cause.verify_message or cause.reason}): check sslmode and sslrootcert in "
-            "DATABASE_URL (channel_binding=require verifies against the system trust store)"
+            "DATABASE_URL"
+            + (
+                " (channel_binding=require verifies against the system trust store)"
+                if binding
+                else ""
+            )
         )
     elif isinstance(cause, ssl.SSLError):
         message = (
@@ -143,48 +157,46 @@ async def wait_for_database(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     delay = 0.5
-    with _stoppable() as stop_requested:
+    with _stoppable() as stopped_by:
         while True:
             try:
-                await action()
-                return
-            except asyncio.CancelledError:
-                if stop_requested.is_set():
-                    raise StartupInterrupted(
-                        "Stopped while waiting for the database at start-up"
-                    ) from None
-                raise
-            except Exception as exc:
-                transient, cause = classify(exc, database)
-                if not transient:
-                    raise DatabaseStartupError(f"Database configuration error: {cause}") from exc
-                if loop.time() + delay > deadline:
-                    raise DatabaseStartupError(
-                        f"Database unreachable for {wait_seconds:.0f} s at start-up: {cause}"
-                    ) from exc
-                logger.warning("Database unreachable at start-up (%s); retrying", cause)
-            try:
+                if stopped_by:
+                    raise StartupInterrupted(stopped_by[0])
+                try:
+                    await action()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    transient, cause = classify(exc, database)
+                    if not transient:
+                        raise DatabaseStartupError(
+                            f"Database configuration error: {cause}"
+                        ) from exc
+                    if loop.time() + delay > deadline:
+                        raise DatabaseStartupError(
+                            f"Database unreachable for {wait_seconds:.0f} s at start-up: {cause}"
+                        ) from exc
+                    logger.warning("Database unreachable at start-up (%s); retrying", cause)
                 await asyncio.sleep(delay)
             except asyncio.CancelledError:
-                if stop_requested.is_set():
-                    raise StartupInterrupted(
-                        "Stopped while waiting for the database at start-up"
-                    ) from None
+                if stopped_by:
+                    raise StartupInterrupted(stopped_by[0]) from None
                 raise
             delay = min(delay * 2, 5.0)
 
 
 @contextlib.contextmanager
-def _stoppable() -> Iterator[asyncio.Event]:
+def _stoppable() -> Iterator[list[int]]:
     """Cancel the start-up on SIGTERM/SIGINT, after the server's own handler has seen it.
 
     uvicorn only notes a signal until start-up has finished, so without this a service
     waiting for its database could not be stopped until the wait gave up.
     """
-    stop_requested = asyncio.Event()
+    stopped_by: list[int] = []
     task = asyncio.current_task()
     if task is None or threading.current_thread() is not threading.main_thread():
-        yield stop_requested
+        yield stopped_by
         return
     loop = asyncio.get_running_loop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -193,16 +205,29 @@ def _stoppable() -> Iterator[asyncio.Event]:
         handler = previous[signal.Signals(signum)]
         if callable(handler):
             handler(signum, frame)
-        stop_requested.set()
+        stopped_by.append(signum)
         loop.call_soon_threadsafe(task.cancel)
 
     for sig in previous:
         signal.signal(sig, on_signal)
+    # A signal may have come before this handler did, while the process was still starting.
+    if (early := _noted_by_server(previous.values())) is not None:
+        stopped_by.append(early)
     try:
-        yield stop_requested
+        yield stopped_by
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _noted_by_server(handlers: Iterable[object]) -> int | None:
+    """The stop signal a server's handler (uvicorn's `Server.handle_exit`) already took."""
+    for handler in handlers:
+        server = getattr(handler, "__self__", None)
+        if getattr(server, "should_exit", False):
+            captured = getattr(server, "_captured_signals", None) or [signal.SIGTERM]
+            return int(captured[-1])
+    return None
 
 
 def prepare_sqlite_directory(database: Database) -> None:
@@ -232,16 +257,18 @@ async def start_database(
 ) -> None:
     """`wait_for_database`, and the process's way out when start-up cannot go on.
 
-    Under supervisord the service ends here with one line: a configuration error stops the
-    stack with exit status 1, a stop request exits at once. Elsewhere (tests, a bare
-    uvicorn) the error is raised to the caller.
+    SIGTERM during the wait ends the process at once. Under supervisord a configuration
+    error ends the service with one line and stops the stack with exit status 1; elsewhere
+    (tests, a bare uvicorn) errors are raised to the caller.
     """
     try:
         prepare_sqlite_directory(database)
         await wait_for_database(database, action, wait_seconds=wait_seconds)
     except StartupInterrupted as exc:
         logger.info("%s", exc)
-        if running_under_supervisord():
+        if exc.signum == signal.SIGTERM:
+            # Only a process manager (or an operator) sends SIGTERM, and it wants the process
+            # gone: nothing was started that needs an orderly end.
             _exit(0)
         raise
     except (DatabaseStartupError, DatabaseConfigurationError) as exc:
