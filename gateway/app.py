@@ -100,7 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        expose_headers=["X-Request-ID", "X-Total-Count", "Retry-After"],
+        expose_headers=["X-Request-ID", "X-Total-Count", "X-Next-Cursor", "Link", "Retry-After"],
         max_age=600,
     )
     app.add_middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors)

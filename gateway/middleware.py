@@ -68,7 +68,9 @@ class SecurityHeadersMiddleware:
             (b"referrer-policy", b"strict-origin-when-cross-origin"),
             (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
         ]
-        self.names = frozenset(name for name, _ in self.headers)
+        # A response's own Content-Security-Policy (the web app's) stays beside ours: browsers
+        # enforce every policy they get, so it can only narrow what ours allows.
+        self.names = frozenset(name for name, _ in self.headers) - {b"content-security-policy"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from gateway.state import GatewayState
@@ -32,12 +34,32 @@ class RootResponse(BaseModel):
     health: str
 
 
-@router.get("/", response_model=RootResponse, tags=["gateway"])
-async def root() -> RootResponse:
-    """What this is and where to look next."""
-    return RootResponse(
+STATIC_DIR = Path(__file__).parent / "static"
+# The web app's page runs this gateway's own script and styles only, and talks to this origin
+# only; who may frame it is the security headers middleware's `frame-ancestors`.
+APP_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'"
+)
+router.mount("/assets", StaticFiles(directory=STATIC_DIR / "assets"), name="assets")
+
+
+@router.get(
+    "/",
+    response_model=RootResponse,
+    responses={200: {"content": {"text/html": {}}, "description": "The web app to browsers"}},
+    tags=["gateway"],
+)
+async def root(request: Request) -> Response:
+    """The web app to browsers (`Accept: text/html`); what this is, as JSON, to anyone else."""
+    vary = {"Vary": "Accept"}
+    if "text/html" in request.headers.get("accept", ""):
+        page_headers = {**vary, "Content-Security-Policy": APP_CSP, "Cache-Control": "no-cache"}
+        return FileResponse(STATIC_DIR / "index.html", headers=page_headers)
+    body = RootResponse(
         service="Todo API gateway", version=__version__, docs="/docs", health="/health"
     )
+    return JSONResponse(body.model_dump(), headers=vary)
 
 
 class HealthResponse(BaseModel):

@@ -2,30 +2,35 @@
 
 Every write is one statement that checks ownership and changes the row together, so no write
 acts on a stale read: a toggle flips the value the row holds at that moment (concurrent
-toggles all count) and a PATCH changes only the fields it names. Writes to the same field
-still end with the last one: a PUT sets every field, `completed` too, so it undoes a toggle
-that landed just before it.
+toggles all count) and a PUT or PATCH changes only the fields it names. Writes to the same
+field still end with the last one: a task sent back whole carries `completed`, so it undoes
+a toggle that landed just before it.
 
-A list's total comes from its page when the page is short; otherwise, filtered by no more
-than status and priority, from the counts the database keeps in `task_counts` (up to six
-rows summed); with a tag or text filter, from COUNT(*).
+A list's total comes from its page when the page is short (and not after a cursor);
+otherwise, filtered by no more than status and priority, from the counts the database keeps
+in `task_counts` (up to six rows summed); with a tag or text filter, from COUNT(*).
 """
 
 from __future__ import annotations
 
+import operator
+import typing
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    CursorResult,
     SQLColumnExpression,
     cast,
     delete,
     exists,
     func,
+    literal,
     not_,
     or_,
+    tuple_,
     type_coerce,
     update,
 )
@@ -33,10 +38,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from shared.db import utcnow
-from task_service.models import Task, TaskCount, priority_rank
-from task_service.schemas import TaskCreate, TaskListQuery
+from task_service.models import PRIORITIES, Task, TaskCount, priority_rank
+from task_service.schemas import ListPosition, TaskCreate, TaskListQuery
 
 
 async def create_task(session: AsyncSession, *, user_id: str, data: TaskCreate) -> Task:
@@ -59,27 +65,104 @@ async def list_tasks(
     session: AsyncSession, *, user_id: str, query: TaskListQuery
 ) -> tuple[Sequence[Task], int]:
     """One page of the user's tasks, and how many tasks match in all."""
-    conditions = _filters(session, user_id, query)
-    page = await session.exec(
-        select(Task)
-        .where(*conditions)
-        .order_by(*_ordering(query))
-        .limit(query.limit)
-        .offset(query.offset)
-    )
-    tasks = page.all()
-    # A short page that is not past the end tells the total by itself.
-    if len(tasks) < query.limit and (tasks or query.offset == 0):
-        return tasks, query.offset + len(tasks)
+    dialect = session.get_bind().dialect.name
+    page = await session.exec(list_page_statement(user_id=user_id, query=query, dialect=dialect))
+    tasks = list(page.all())
+    position = query.position
+    if len(tasks) < query.limit and position is not None and _before_missing_due_dates(position):
+        # The page ran out of due dates: tasks without one come next, in id order.
+        rest = await session.exec(
+            _no_due_date_statement(
+                user_id=user_id, query=query, dialect=dialect, limit=query.limit - len(tasks)
+            )
+        )
+        tasks += rest.all()
+    if position is None:
+        # A short page that is not past the end tells the total by itself.
+        if len(tasks) < query.limit and (tasks or query.offset == 0):
+            return tasks, query.offset + len(tasks)
+        rows_before = query.offset
+    else:
+        rows_before = None  # how many tasks came before a cursor is not known
     if query.tag is None and query.q is None:
-        kept = await _kept_total(session, user_id, query)
-        if _agrees_with_page(kept, query.offset, len(tasks)):
+        kept = (await session.exec(kept_total_statement(user_id=user_id, query=query))).one()
+        if _agrees_with_page(kept, rows_before, len(tasks)):
             return tasks, kept
+    conditions = _filters(dialect, user_id, query)
     total = await session.exec(select(func.count()).select_from(Task).where(*conditions))
     return tasks, total.one()
 
 
-async def _kept_total(session: AsyncSession, user_id: str, query: TaskListQuery) -> int:
+def list_page_statement(
+    *, user_id: str, query: TaskListQuery, dialect: str = "postgresql"
+) -> SelectOfScalar[Task]:
+    """The statement for one page of a list (public: the benchmark explains what is sent).
+
+    A page after a cursor starts at the cursor's key in the sort's index, which costs the same
+    however deep the page is; an offset reads and skips the rows before it.
+    """
+    statement = (
+        select(Task)
+        .where(*_filters(dialect, user_id, query), *_after(query.position, dialect))
+        .order_by(*_ordering(query))
+        .limit(query.limit)
+    )
+    return statement if query.position is not None else statement.offset(query.offset)
+
+
+def _before_missing_due_dates(position: ListPosition) -> bool:
+    """Whether the tasks without a due date are still to come after this position."""
+    return position.sort == "due_date" and position.key is not None
+
+
+def _no_due_date_statement(
+    *, user_id: str, query: TaskListQuery, dialect: str, limit: int
+) -> SelectOfScalar[Task]:
+    """The first tasks without a due date, which follow every dated one in both orders."""
+    return (
+        select(Task)
+        .where(*_filters(dialect, user_id, query), col(Task.due_date).is_(None))
+        .order_by(*_ordering(query))
+        .limit(limit)
+    )
+
+
+def _after(position: ListPosition | None, dialect: str) -> list[ColumnElement[bool]]:
+    """The rows that come after a position in its order.
+
+    One row comparison, `(key, id) > (:key, :id)`, which an index on (user_id, key, id) reads
+    as a range starting at the position; the equivalent OR of two comparisons it cannot.
+    """
+    if position is None:
+        return []
+    later = operator.gt if position.direction == "asc" else operator.lt
+    if position.key is None:  # among the tasks without a due date, which only id orders
+        return [col(Task.due_date).is_(None), later(col(Task.id), position.id)]
+    key_column = _SORT_KEYS[position.sort]
+    key: Any = position.key
+    if position.sort == "priority":
+        key = PRIORITIES.index(position.key) + 1  # the rank priority_rank() gives it
+    elif position.sort == "title":
+        # The database lowers the title as the index does; Python's lower() may differ.
+        key = func.lower(literal(position.key))
+    if dialect == "sqlite" and position.sort in ("priority", "title"):
+        # SQLite searches an index on an expression for `expr >= ?`, not for a row value: it
+        # starts at the key and skips the ties before the position (other tasks of the same
+        # priority, titles that differ in case).
+        at_or_after = operator.ge if position.direction == "asc" else operator.le
+        return [
+            at_or_after(key_column, key),
+            or_(later(key_column, key), later(col(Task.id), position.id)),
+        ]
+    # A plain tuple binds its values with the columns' types; a function needs tuple_(). A row
+    # whose due date is NULL compares as NULL, so it never passes: list_tasks reads those.
+    row = tuple_(key_column, col(Task.id))
+    if position.sort == "title":
+        return [later(row, tuple_(key, literal(position.id)))]
+    return [later(row, (key, position.id))]
+
+
+def kept_total_statement(*, user_id: str, query: TaskListQuery) -> SelectOfScalar[int]:
     """The total for status and priority filters, from the counts the database keeps.
 
     A sum of at most six rows (two states by three priorities); 0 when the user has none.
@@ -90,25 +173,25 @@ async def _kept_total(session: AsyncSession, user_id: str, query: TaskListQuery)
     if query.priority is not None:
         conditions.append(col(TaskCount.priority) == query.priority)
     # sum() of a BIGINT is a NUMERIC on PostgreSQL: cast back, for an int rather than a Decimal.
-    result = await session.exec(
-        select(cast(func.coalesce(func.sum(col(TaskCount.count)), 0), BigInteger)).where(
-            *conditions
-        )
+    return select(cast(func.coalesce(func.sum(col(TaskCount.count)), 0), BigInteger)).where(
+        *conditions
     )
-    return result.one()
 
 
-def _agrees_with_page(total: int, offset: int, rows: int) -> bool:
+def _agrees_with_page(total: int, rows_before: int | None, rows: int) -> bool:
     """Whether a kept total is possible given the page just read.
 
     Counts go missing or stale when rows are written with the triggers disabled (until
     recount_tasks() runs). A total that contradicts the page is then caught, and the caller
     counts for real: a full page proves at least offset + rows tasks, an empty page past
-    the end at most offset.
+    the end at most offset. After a cursor (`rows_before` unknown) the page proves only that
+    there are at least its rows.
     """
+    if rows_before is None:
+        return total >= rows
     if rows == 0:
-        return total <= offset
-    return total >= offset + rows
+        return total <= rows_before
+    return total >= rows_before + rows
 
 
 async def update_task(
@@ -137,6 +220,21 @@ async def delete_task(session: AsyncSession, *, user_id: str, task_id: int) -> b
     return deleted is not None
 
 
+async def delete_completed(session: AsyncSession, *, user_id: str) -> int:
+    """Delete the user's completed tasks in one statement; returns how many there were.
+
+    The row triggers keep `task_counts` right as for any other delete.
+    """
+    result = await session.exec(
+        delete(Task)
+        .where(col(Task.user_id) == user_id, col(Task.completed).is_(True))
+        # Nothing is loaded in a request's session: no objects to keep in step.
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return typing.cast(CursorResult[Any], result).rowcount
+
+
 async def _update(session: AsyncSession, user_id: str, task_id: int, **values: Any) -> Task | None:
     result = await session.exec(
         update(Task)
@@ -149,16 +247,14 @@ async def _update(session: AsyncSession, user_id: str, task_id: int, **values: A
     return task
 
 
-def _filters(
-    session: AsyncSession, user_id: str, query: TaskListQuery
-) -> list[ColumnElement[bool]]:
+def _filters(dialect: str, user_id: str, query: TaskListQuery) -> list[ColumnElement[bool]]:
     conditions = [col(Task.user_id) == user_id]
     if query.status != "all":
         conditions.append(col(Task.completed).is_(query.status == "completed"))
     if query.priority is not None:
         conditions.append(col(Task.priority) == query.priority)
     if query.tag is not None:
-        conditions.append(_has_tag(session, query.tag))
+        conditions.append(_has_tag(dialect, query.tag))
     if query.q is not None:
         conditions.append(
             or_(
@@ -169,8 +265,8 @@ def _filters(
     return conditions
 
 
-def _has_tag(session: AsyncSession, tag: str) -> ColumnElement[bool]:
-    if session.get_bind().dialect.name == "postgresql":
+def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
+    if dialect == "postgresql":
         return type_coerce(col(Task.tags), JSONB()).contains([tag])
     # SQLite has no containment operator: look through the array's elements instead.
     elements = func.json_each(col(Task.tags)).table_valued("value")

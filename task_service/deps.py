@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
@@ -10,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 
 from shared.auth import CurrentPrincipal
 from shared.tokens import MAX_SUBJECT_LENGTH
-from task_service.schemas import MAX_BIGINT, TaskListQuery
+from task_service.schemas import MAX_BIGINT, TaskClearQuery, TaskListQuery
 
 # Dependencies are coroutines even when they await nothing: FastAPI runs a plain function in
 # a worker thread, a hand-off that costs every request more than the function itself.
@@ -40,16 +41,16 @@ OwnUserId = Annotated[str, Depends(require_own_user_id)]
 TaskId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The task's id")]
 
 
-async def list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> TaskListQuery:
-    """The list's parameters, each given at most once.
+def _refuse_repeats(request: Request, names: Iterable[str]) -> None:
+    """A 422 for any of these query parameters given more than once.
 
     FastAPI keeps the last of a repeated parameter; `?tag=a&tag=b` would then quietly mean
-    `?tag=b`, so a repeat is a 422 instead.
+    `?tag=b`.
     """
     if len(request.query_params) == len(request.query_params.multi_items()):
-        return query  # no name given twice: the usual case, decided without counting
+        return  # no name given twice: the usual case, decided without counting
     given = Counter(name for name, _ in request.query_params.multi_items())
-    repeated = [name for name in TaskListQuery.model_fields if given[name] > 1]
+    repeated = [name for name in names if given[name] > 1]
     if repeated:
         raise RequestValidationError(
             [
@@ -62,7 +63,21 @@ async def list_query(request: Request, query: Annotated[TaskListQuery, Query()])
                 for name in repeated
             ]
         )
+
+
+async def list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> TaskListQuery:
+    """The list's parameters, each given at most once."""
+    _refuse_repeats(request, TaskListQuery.model_fields)
+    return query
+
+
+async def clear_query(
+    request: Request, query: Annotated[TaskClearQuery, Query()]
+) -> TaskClearQuery:
+    """The filter of a bulk delete, given once: `?status=all&status=completed` is a 422."""
+    _refuse_repeats(request, TaskClearQuery.model_fields)
     return query
 
 
 ListQuery = Annotated[TaskListQuery, Depends(list_query)]
+ClearQuery = Annotated[TaskClearQuery, Depends(clear_query)]

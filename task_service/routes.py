@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import APIRouter, Body, Request, Response, status
 
 from shared.db import SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
 from task_service import crud
-from task_service.deps import ListQuery, OwnUserId, TaskId
+from task_service.deps import ClearQuery, ListQuery, OwnUserId, TaskId
 from task_service.models import Task
-from task_service.schemas import TaskCreate, TaskPublic, TaskReplace, TaskUpdate
+from task_service.schemas import ListPosition, TaskCreate, TaskPublic, TasksDeleted, TaskUpdate
 
 TOTAL_COUNT_HEADER = "X-Total-Count"
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
 
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"])
 
@@ -28,7 +29,16 @@ _LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
             TOTAL_COUNT_HEADER: {
                 "description": "How many tasks match the filters, across all pages",
                 "schema": {"type": "integer"},
-            }
+            },
+            NEXT_CURSOR_HEADER: {
+                "description": "The `cursor` of the next page; only when this page is full",
+                "schema": {"type": "string"},
+            },
+            "Link": {
+                "description": 'The next page\'s URL, relative, as `<...>; rel="next"` '
+                "(RFC 8288); only when this page is full",
+                "schema": {"type": "string"},
+            },
         },
     },
     **error_responses(401, 403, 503),
@@ -56,11 +66,21 @@ async def list_tasks(
     user_id: OwnUserId,
     query: ListQuery,
     session: SessionDep,
+    request: Request,
     response: Response,
 ) -> list[TaskPublic]:
-    """The user's tasks, filtered, sorted and paged; the total is in `X-Total-Count`."""
+    """The user's tasks, filtered, sorted and paged; the total is in `X-Total-Count`.
+
+    A full page names the next one in `X-Next-Cursor` and `Link`.
+    """
     tasks, total = await crud.list_tasks(session, user_id=user_id, query=query)
     response.headers[TOTAL_COUNT_HEADER] = str(total)
+    if tasks and len(tasks) == query.limit:
+        cursor = ListPosition.after(tasks[-1], query.sort, query.direction).encode()
+        response.headers[NEXT_CURSOR_HEADER] = cursor
+        # Relative, so it stays right behind the gateway and any TLS proxy.
+        following = request.url.remove_query_params("offset").include_query_params(cursor=cursor)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
     return [_public(task) for task in tasks]
 
 
@@ -75,6 +95,14 @@ async def create_task(user_id: OwnUserId, body: TaskCreate, session: SessionDep)
     return _public(await crud.create_task(session, user_id=user_id, data=body))
 
 
+@router.delete("", response_model=TasksDeleted, responses=error_responses(401, 403, 503))
+async def clear_completed(
+    user_id: OwnUserId, query: ClearQuery, session: SessionDep
+) -> TasksDeleted:
+    """Delete every completed task of the user at once (`?status=completed` is required)."""
+    return TasksDeleted(deleted=await crud.delete_completed(session, user_id=user_id))
+
+
 @router.get("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
 async def read_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) -> TaskPublic:
     """One task."""
@@ -83,16 +111,15 @@ async def read_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) ->
 
 @router.put("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
 async def replace_task(
-    user_id: OwnUserId, task_id: TaskId, body: TaskReplace, session: SessionDep
+    user_id: OwnUserId, task_id: TaskId, body: TaskUpdate, session: SessionDep
 ) -> TaskPublic:
-    """Replace every editable field: `title` is required, omitted fields get their defaults.
+    """Change the fields given and keep the others; null clears `description` or `due_date`.
 
-    Unknown fields are ignored, so a task as read from this API may be sent back whole.
+    The same as PATCH with a body. Unknown fields (and `id`, `user_id`, the timestamps) are
+    ignored, so a task as read from this API may be sent back whole.
     """
-    task = await crud.update_task(
-        session, user_id=user_id, task_id=task_id, values=body.model_dump()
-    )
-    return _found(task)
+    values = body.model_dump(exclude_unset=True)
+    return _found(await crud.update_task(session, user_id=user_id, task_id=task_id, values=values))
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)

@@ -2,13 +2,20 @@
 
 Unknown fields in a body are ignored (pydantic's default), so a client may send back a whole
 task as it received it: `id`, `user_id` and the timestamps are never taken from a body.
+PUT and PATCH take the same partial body: many frontends send PUT with only the fields the
+user changed, and a PUT that reset the others would lose them without a word.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -16,13 +23,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     field_validator,
+    model_validator,
 )
 
-from shared.validators import StorableText, blank_to_none
-from task_service.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH, Priority
+from shared.validators import StorableText, blank_to_none, ensure_storable
+from task_service.models import DESCRIPTION_MAX_LENGTH, PRIORITIES, TITLE_MAX_LENGTH, Priority
 
 MAX_TAGS = 10
 TAG_MAX_LENGTH = 30
@@ -137,10 +148,6 @@ class TaskCreate(TaskBase):
     """A new task. Only `title` is required."""
 
 
-class TaskReplace(TaskBase):
-    """All editable fields at once: omitted optional fields go back to their defaults."""
-
-
 # Fields a partial update may omit but not set to null: the columns cannot hold NULL.
 _NOT_NULL = ("title", "completed", "priority", "tags")
 
@@ -154,7 +161,10 @@ def _document_not_null(schema: dict[str, Any]) -> None:
 
 
 class TaskUpdate(BaseModel):
-    """Only the fields given change. `description` and `due_date` may be null; others not."""
+    """The body of PUT and PATCH: only the fields given change, the others are kept.
+
+    An explicit null clears `description` or `due_date`; the other fields cannot be null.
+    """
 
     model_config = ConfigDict(json_schema_extra=_document_not_null)
 
@@ -187,6 +197,99 @@ class TaskPublic(BaseModel):
     updated_at: datetime
 
 
+class TasksDeleted(BaseModel):
+    """How many tasks one request deleted."""
+
+    deleted: int
+
+
+class TaskClearQuery(BaseModel):
+    """The filter of `DELETE /api/{user_id}/tasks`, which is required: no bare DELETE on the
+    collection can delete every task by accident."""
+
+    status: Literal["completed"] = Field(
+        description="Must be `completed`: the user's completed tasks are deleted"
+    )
+
+
+# The longest cursor the API issues: a title of control characters, each six bytes in JSON
+# (`\u0001`), plus the other parts, in base64.
+CURSOR_MAX_LENGTH = 4 * math.ceil((TITLE_MAX_LENGTH * 6 + 100) / 3)
+_CURSOR_FIELDS: TypeAdapter[tuple[SortField, SortOrder, str | None, int]] = TypeAdapter(
+    tuple[SortField, SortOrder, str | None, Annotated[int, Field(ge=1, le=MAX_BIGINT)]]
+)
+_DATE_KEYS = ("created_at", "updated_at", "due_date")
+
+
+class InvalidCursorError(ValueError):
+    """A cursor this API did not issue, or one altered since."""
+
+    def __init__(self) -> None:
+        super().__init__("is not a cursor from this list's `X-Next-Cursor` or `Link` header")
+
+
+@dataclass(frozen=True)
+class ListPosition:
+    """Where a page ended: the sort, and the last task's sort key and id.
+
+    A cursor is this, as base64 of JSON. It is not signed: it grants nothing (the user comes
+    from the token) and a made-up one only starts a page of the caller's own tasks
+    elsewhere; decoding checks every part, so a bad one is a 422, never a database error.
+    """
+
+    sort: SortField
+    direction: SortOrder
+    # A date-time, a priority or a title as stored; None for a task without a due date.
+    key: datetime | str | None
+    id: int
+
+    @classmethod
+    def after(cls, task: Any, sort: SortField, direction: SortOrder) -> ListPosition:
+        """The position just after a task (anything with a task's attributes)."""
+        return cls(sort, direction, getattr(task, sort), task.id)
+
+    def encode(self) -> str:
+        key = self.key.isoformat() if isinstance(self.key, datetime) else self.key
+        payload = json.dumps(
+            [self.sort, self.direction, key, self.id], ensure_ascii=False, separators=(",", ":")
+        )
+        return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> ListPosition:
+        """The position a cursor names; InvalidCursorError for anything else."""
+        try:
+            raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+            # Strict: the API writes the id as a number, never as "1" or 1.0.
+            sort, direction, text, task_id = _CURSOR_FIELDS.validate_json(raw, strict=True)
+            return cls(sort, direction, _cursor_key(sort, text), task_id)
+        except (binascii.Error, ValueError, ValidationError):  # JSON and Unicode errors too
+            raise InvalidCursorError from None
+
+
+def _cursor_key(sort: SortField, text: str | None) -> datetime | str | None:
+    if text is None:
+        if sort != "due_date":  # only a due date may be absent
+            raise ValueError
+        return None
+    if sort in _DATE_KEYS:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError
+        return moment.astimezone(UTC)
+    if sort == "priority" and text not in PRIORITIES:
+        raise ValueError
+    if len(text) > TITLE_MAX_LENGTH:
+        raise ValueError
+    return ensure_storable(text)
+
+
+def _check_cursor(cursor: str | None) -> str | None:
+    if cursor is not None:
+        ListPosition.decode(cursor)
+    return cursor
+
+
 class TaskListQuery(BaseModel):
     """Filters, order and page of `GET /api/{user_id}/tasks`."""
 
@@ -214,9 +317,39 @@ class TaskListQuery(BaseModel):
         "`title` (A to Z). Ties are broken by id in the same direction, so pages are stable",
     )
     limit: int = Field(default=100, ge=1, le=100, description="Page size, 1 to 100")
-    offset: int = Field(default=0, ge=0, le=MAX_BIGINT, description="Tasks to skip")
+    offset: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_BIGINT,
+        description="Tasks to skip. A deep offset reads every task it skips: prefer `cursor`",
+    )
+    cursor: Annotated[str | None, AfterValidator(_check_cursor)] = Field(
+        default=None,
+        max_length=CURSOR_MAX_LENGTH,
+        description="The next page: the value of the previous page's `X-Next-Cursor` header "
+        '(its `Link: rel="next"` holds the whole URL). Costs the same however deep the page; '
+        "the other parameters must stay as they were, `offset` excepted (0)",
+    )
+    _position: ListPosition | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _read_cursor(self) -> Self:
+        if self.cursor is None:
+            return self
+        position = ListPosition.decode(self.cursor)
+        if (position.sort, position.direction) != (self.sort, self.direction):
+            raise ValueError("the cursor belongs to another sort or order")
+        if self.offset:
+            raise ValueError("cursor and offset cannot be combined")
+        self._position = position
+        return self
 
     @property
     def direction(self) -> SortOrder:
         """The order asked for, or the sort key's default."""
         return self.order or DEFAULT_ORDER[self.sort]
+
+    @property
+    def position(self) -> ListPosition | None:
+        """Where the cursor says the previous page ended; None for the first page."""
+        return self._position

@@ -7,17 +7,11 @@ from typing import Any
 
 import pytest
 
-from bench.run import (
-    argon2_in_use,
-    best,
-    best_together,
-    cpu_seconds,
-    memory_now,
-    owasp_comparison,
-    parse_wrk,
-    plan_summary,
-    target,
-)
+from bench.plans import plan_summary
+from bench.sampling import cpu_seconds, memory_now
+from bench.scenario import target
+from bench.scenarios.logins import argon2_in_use, owasp_comparison
+from bench.wrk import best, best_together, parse_wrk
 
 # Output of wrk 4.1.0 (Debian), as the harness runs it.
 REPORT = """\

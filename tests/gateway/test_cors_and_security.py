@@ -51,7 +51,9 @@ async def test_disallowed_origins_get_no_allow_origin(
     assert gateway.tasks.requests[-1].path == "/api/u/tasks"  # the GET itself is served
 
 
-async def test_allowed_origin_can_read_the_total_count_header(gateway: GatewayUnderTest) -> None:
+async def test_allowed_origin_can_read_the_total_and_next_page_headers(
+    gateway: GatewayUnderTest,
+) -> None:
     async with gateway.client() as client:
         response = await client.get("/api/u/tasks", headers={"Origin": "http://localhost:3000"})
 
@@ -59,6 +61,9 @@ async def test_allowed_origin_can_read_the_total_count_header(gateway: GatewayUn
     exposed = response.headers["access-control-expose-headers"].lower()
     assert "x-total-count" in exposed
     assert "x-request-id" in exposed
+    # A browser frontend pages with these; unexposed, its script could not read them.
+    assert "x-next-cursor" in exposed
+    assert "link" in exposed
 
 
 @pytest.mark.parametrize("path", ["/api/u/tasks", "/", "/nope", "/docs"])

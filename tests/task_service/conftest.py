@@ -85,6 +85,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PATCH", tasks_url(task_id=1), None),
     ("PATCH", f"{tasks_url(task_id=1)}/complete", None),
     ("DELETE", tasks_url(task_id=1), None),
+    ("DELETE", f"{tasks_url()}?status=completed", None),
 ]
 ROUTE_IDS = [f"{method} {path} {'body' if body else ''}".strip() for method, path, body in ROUTES]
 

@@ -111,7 +111,7 @@ async def test_counts_follow_every_kind_of_write(
     # PUT moving a task across both priority and state, and across each alone.
     await check("PUT", task(task_id=ids[1]), {"title": "x", "priority": "high", "completed": True})
     await check("PUT", task(task_id=ids[2]), {"title": "x", "priority": "low"})
-    await check("PUT", task(task_id=ids[4]), {"title": "x", "priority": "medium"})
+    await check("PUT", task(task_id=ids[4]), {"completed": False})
     # PATCH bodies: priority alone, priority and state, neither (no move).
     await check("PATCH", task(task_id=ids[5]), {"priority": "low"})
     await check("PATCH", task(task_id=ids[6]), {"priority": "medium", "completed": True})
@@ -129,6 +129,10 @@ async def test_counts_follow_every_kind_of_write(
 
     totals = await _exact_totals(client, task_app)
     assert (totals["all", None], totals["completed", None], totals["pending", "low"]) == (11, 2, 4)
+    # Clearing the completed ones, of two priorities, in one statement.
+    await check("DELETE", f"{task()}?status=completed")
+    totals = await _exact_totals(client, task_app)
+    assert (totals["all", None], totals["completed", None], totals["pending", "low"]) == (9, 0, 4)
 
 
 async def test_users_are_counted_apart(client: httpx2.AsyncClient, task_app: FastAPI) -> None:
@@ -238,6 +242,46 @@ async def test_counts_stay_exact_under_concurrent_writes(
         response.text for response in responses if not response.is_success
     ]
     assert (await _exact_totals(client, task_app))["all", None] == 36
+
+
+async def test_counts_stay_exact_when_clearing_races_other_writes(
+    client: httpx2.AsyncClient, task_app: FastAPI
+) -> None:
+    created = await asyncio.gather(
+        *(
+            create_task(client, title=f"c{n}", priority=PRIORITIES[n % 3], completed=n % 2 == 0)
+            for n in range(30)
+        )
+    )
+    ids = [task["id"] for task in created]
+
+    # Clearing moves every completed row's count at once while toggles and PUTs move tasks
+    # into and out of those rows: no deadlock, and no count missed.
+    responses = await asyncio.gather(
+        client.delete(tasks_url(), params={"status": "completed"}, headers=auth()),
+        *(client.patch(f"{tasks_url(task_id=i)}/complete", headers=auth()) for i in ids[:10]),
+        *(
+            client.put(
+                tasks_url(task_id=i),
+                json={"priority": PRIORITIES[n % 3], "completed": n % 2 == 1},
+                headers=auth(),
+            )
+            for n, i in enumerate(ids[10:20])
+        ),
+        client.delete(tasks_url(), params={"status": "completed"}, headers=auth()),
+        *(
+            client.post(tasks_url(), json={"title": f"late{n}", "completed": True}, headers=auth())
+            for n in range(4)
+        ),
+    )
+
+    # A task the clearing deleted first is a 404 to a later toggle or PUT: that is all.
+    assert all(response.is_success or response.status_code == 404 for response in responses), [
+        response.text for response in responses if not response.is_success
+    ]
+    cleared = [r.json()["deleted"] for r in responses if r.request.method == "DELETE"]
+    totals = await _exact_totals(client, task_app)
+    assert totals["all", None] == 34 - sum(cleared)
 
 
 async def test_the_migrations_count_tasks_that_existed_before_them(

@@ -117,3 +117,42 @@ async def test_a_page_of_every_sort_is_read_in_index_order(
         plan = await _sqlite_plan(engine, statement, parameters)
         assert any("USING INDEX" in step for step in plan), plan
     assert not any("Sort" in step or "TEMP B-TREE" in step for step in plan), plan
+
+
+DEEP = 35  # tasks before the deep page: seven pages of PAGE
+
+
+@pytest.mark.usefixtures("crowded")
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("sort", SORTS)
+async def test_a_deep_cursor_page_reads_no_more_rows_than_the_first(
+    client: httpx2.AsyncClient, task_app: FastAPI, sort: str, order: str
+) -> None:
+    engine: AsyncEngine = task_app.state.database.engine
+    params: dict[str, str | int] = {"sort": sort, "order": order}
+    skipped = await client.get(tasks_url(), params={**params, "limit": DEEP}, headers=auth())
+    cursor = skipped.headers["x-next-cursor"]
+
+    with sent_statements(engine) as sent:
+        response = await client.get(
+            tasks_url(), params={**params, "limit": PAGE, "cursor": cursor}, headers=auth()
+        )
+    assert response.status_code == 200
+    assert len(response.json()) == PAGE
+    # Past the last due date a page goes on with the tasks without one: two statements.
+    pages = [(s, p) for s, p in sent if "ORDER BY" in s]
+    assert 1 <= len(pages) <= (2 if sort == "due_date" else 1)
+
+    for statement, parameters in pages:
+        if task_app.state.database.kind == "postgresql":
+            plan = await _postgres_plan(engine, statement, parameters)
+            # Each scan starts at the cursor: it reads the page, not the DEEP rows before it.
+            scans = [step for step in plan if step.startswith("Index")]
+            assert len(scans) == 1, plan
+            assert int(scans[0].rsplit("=", 1)[1]) <= PAGE, plan
+        else:
+            plan = await _sqlite_plan(engine, statement, parameters)
+            # The index is searched from the cursor's key on (or from the first task without a
+            # due date), not scanned from the user's first row.
+            assert any("USING INDEX" in step and "(user_id=? AND " in step for step in plan), plan
+        assert not any("Sort" in step or "TEMP B-TREE" in step for step in plan), plan

@@ -27,8 +27,9 @@ def _operations(openapi: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
     ]
 
 
-def test_all_seven_task_operations_are_documented(openapi: dict[str, Any]) -> None:
+def test_all_eight_task_operations_are_documented(openapi: dict[str, Any]) -> None:
     assert sorted((path, method) for path, method, _ in _operations(openapi)) == [
+        ("/api/{user_id}/tasks", "delete"),
         ("/api/{user_id}/tasks", "get"),
         ("/api/{user_id}/tasks", "post"),
         ("/api/{user_id}/tasks/{task_id}", "delete"),
@@ -60,10 +61,13 @@ def test_list_parameters_and_total_header_are_described(openapi: dict[str, Any])
         "order",
         "limit",
         "offset",
+        "cursor",
     }
     assert all(p.get("description") for p in parameters.values())
     assert "soonest first" in parameters["order"]["description"]
-    assert "X-Total-Count" in operation["responses"]["200"]["headers"]
+    assert {"X-Total-Count", "X-Next-Cursor", "Link"} <= set(
+        operation["responses"]["200"]["headers"]
+    )
 
 
 def test_partial_update_documents_which_fields_may_be_null(openapi: dict[str, Any]) -> None:
@@ -74,3 +78,26 @@ def test_partial_update_documents_which_fields_may_be_null(openapi: dict[str, An
     assert "anyOf" not in properties["completed"]
     assert {"type": "null"} in properties["description"]["anyOf"]
     assert {"type": "null"} in properties["due_date"]["anyOf"]
+
+
+def test_put_and_patch_document_the_same_partial_body(openapi: dict[str, Any]) -> None:
+    item = openapi["paths"]["/api/{user_id}/tasks/{task_id}"]
+    bodies = {
+        method: item[method]["requestBody"]["content"]["application/json"]["schema"]
+        for method in ("put", "patch")
+    }
+
+    assert bodies["put"] == {"$ref": "#/components/schemas/TaskUpdate"}
+    assert bodies["put"] in bodies["patch"]["anyOf"]
+    assert "keep" in item["put"]["description"]
+
+
+def test_clearing_documents_its_required_status(openapi: dict[str, Any]) -> None:
+    operation = openapi["paths"]["/api/{user_id}/tasks"]["delete"]
+    (status,) = [p for p in operation["parameters"] if p["in"] == "query"]
+
+    assert status["name"] == "status"
+    assert status["required"] is True
+    assert status["schema"]["const"] == "completed"
+    ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/TasksDeleted"}

@@ -54,31 +54,70 @@ async def test_put_replaces_every_editable_field(
     assert await _read(client, task["id"]) == body
 
 
-async def test_put_resets_omitted_optional_fields_to_their_defaults(
+async def test_put_with_some_fields_keeps_the_others(
     client: httpx2.AsyncClient, task: dict[str, Any]
 ) -> None:
+    # What several frontends send: only the fields the user changed.
     response = await client.put(
-        tasks_url(task_id=task["id"]), json={"title": "Bare"}, headers=auth()
+        tasks_url(task_id=task["id"]), json={"title": "Renamed"}, headers=auth()
     )
 
     assert response.status_code == 200
     body = response.json()
-    assert body["title"] == "Bare"
-    assert body["description"] is None
-    assert body["completed"] is False
-    assert body["priority"] == "medium"
-    assert body["due_date"] is None
-    assert body["tags"] == []
+    assert {key: body[key] for key in FULL} == {**FULL, "title": "Renamed"}
+    assert moment(body, "updated_at") > moment(task, "updated_at")
+    assert await _read(client, task["id"]) == body
 
 
-async def test_put_requires_a_title(client: httpx2.AsyncClient, task: dict[str, Any]) -> None:
+async def test_put_without_a_title_keeps_the_title(
+    client: httpx2.AsyncClient, task: dict[str, Any]
+) -> None:
     response = await client.put(
         tasks_url(task_id=task["id"]), json={"priority": "low"}, headers=auth()
     )
 
+    assert response.status_code == 200
+    assert {key: response.json()[key] for key in FULL} == {**FULL, "priority": "low"}
+
+
+@pytest.mark.parametrize("field", ["description", "due_date"])
+async def test_put_with_an_explicit_null_clears_an_optional_field(
+    client: httpx2.AsyncClient, task: dict[str, Any], field: str
+) -> None:
+    response = await client.put(tasks_url(task_id=task["id"]), json={field: None}, headers=auth())
+
+    assert response.status_code == 200
+    assert {key: response.json()[key] for key in FULL} == {**FULL, field: None}
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+@pytest.mark.parametrize("field", ["title", "completed", "priority", "tags"])
+async def test_null_for_a_field_that_cannot_be_empty_is_422_and_changes_nothing(
+    client: httpx2.AsyncClient, task: dict[str, Any], method: str, field: str
+) -> None:
+    response = await client.request(
+        method, tasks_url(task_id=task["id"]), json={field: None}, headers=auth()
+    )
+
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "title"]
-    assert (await _read(client, task["id"]))["priority"] == "high"
+    assert response.json()["detail"][0]["loc"] == ["body", field]
+    assert await _read(client, task["id"]) == task
+
+
+async def test_put_with_an_empty_object_changes_nothing(
+    client: httpx2.AsyncClient, task: dict[str, Any]
+) -> None:
+    response = await client.put(tasks_url(task_id=task["id"]), json={}, headers=auth())
+
+    assert response.status_code == 200
+    assert response.json() == task
+
+
+async def test_put_without_a_body_is_422(client: httpx2.AsyncClient, task: dict[str, Any]) -> None:
+    response = await client.put(tasks_url(task_id=task["id"]), headers=auth())
+
+    assert response.status_code == 422
+    assert await _read(client, task["id"]) == task
 
 
 async def test_put_accepts_a_whole_task_as_read_and_ignores_its_read_only_fields(

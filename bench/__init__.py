@@ -1,0 +1,1 @@
+"""Benchmarks of the stack, side by side on one machine (`python bench/run.py`)."""

@@ -1,0 +1,101 @@
+"""Query plans of the statements the task service sends for a list.
+
+The statements are the service's own (task_service/crud.py builds them), compiled for
+asyncpg as the service's engine compiles them, so the plans cannot drift from what is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement
+
+from task_service.crud import kept_total_statement, list_page_statement
+from task_service.schemas import TaskListQuery
+
+# The lists explained, by query string; each gives its page and, where it has one, the total
+# the service reads from the kept counts for a full page.
+EXPLAINED_QUERIES = ("limit=50", "limit=50&priority=high", "limit=50&sort=title&order=asc")
+
+
+def compile_statement(statement: ClauseElement) -> tuple[str, list[Any]]:
+    """The SQL asyncpg receives for a statement, and its parameters in order."""
+    # The dialect's constructor has no annotations.
+    compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+    assert isinstance(compiled, SQLCompiler)
+    names = compiled.positiontup or []
+    return str(compiled), [compiled.params[name] for name in names]
+
+
+def list_statements(user_id: str, query_string: str) -> dict[str, ClauseElement]:
+    """The page statement of a list and, unless the list filters by text or tag, its total."""
+    query = TaskListQuery.model_validate(dict(parse_qsl(query_string)))
+    statements: dict[str, ClauseElement] = {
+        f"{query_string}: page": list_page_statement(user_id=user_id, query=query)
+    }
+    if query.tag is None and query.q is None and query.sort == "created_at":
+        statements[f"{query_string}: total (kept counts)"] = kept_total_statement(
+            user_id=user_id, query=query
+        )
+    return statements
+
+
+async def explain_lists(database_url: str, schema: str, user_id: str) -> dict[str, dict[str, Any]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the list statements for one user, in the service's schema."""
+    plans: dict[str, dict[str, Any]] = {}
+    # The service's engine maps its unqualified tables into its schema; so does search_path.
+    connection = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    try:
+        for query_string in EXPLAINED_QUERIES:
+            for label, statement in list_statements(user_id, query_string).items():
+                sql, parameters = compile_statement(statement)
+                rows = await connection.fetch(
+                    f"EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) {sql}", *parameters
+                )
+                plan = "\n".join(row[0] for row in rows)
+                plans[label] = {"sql": sql, "plan": plan, **plan_summary(plan)}
+    finally:
+        await connection.close()
+    return plans
+
+
+def plan_summary(plan: str) -> dict[str, Any]:
+    """The node types of a text plan, outermost first, and its execution time in ms."""
+    nodes = [
+        line.strip().removeprefix("->").strip().split("  (")[0]
+        for line in plan.splitlines()
+        if "(cost=" in line
+    ]
+    match = re.search(r"^Execution Time: ([\d.]+) ms", plan, re.MULTILINE)
+    return {"nodes": nodes, "execution_ms": float(match.group(1)) if match else None}
+
+
+def plans_section(plans: dict[str, dict[str, Any]], size: int) -> list[str]:
+    """The report's section on the plans."""
+    lines = [
+        f"Query plans at {size:,} tasks: `EXPLAIN (ANALYZE, BUFFERS)` of the statements the",
+        "task service sends for these lists, compiled from `task_service/crud.py`"
+        " (`list_page_statement`,",
+        "`kept_total_statement`) for asyncpg and run after the measurements above. These are",
+        "plans for the values given; a statement the service has prepared many times may use",
+        "PostgreSQL's generic plan instead.",
+        "",
+        "| statement | plan nodes, outermost first | execution ms |",
+        "| --- | --- | ---: |",
+        *[
+            f"| {label} | {' > '.join(plan['nodes'])} | {plan['execution_ms']:.3f} |"
+            for label, plan in plans.items()
+        ],
+        "",
+        "<details><summary>Full plans</summary>",
+        "",
+    ]
+    for label, plan in plans.items():
+        lines += [f"{label}:", "", "```sql", plan["sql"], "```", "", "```text", plan["plan"]]
+        lines += ["```", ""]
+    return [*lines, "</details>", ""]

@@ -1,0 +1,130 @@
+"""Proxying alone: a static 2 KB JSON upstream, served directly, by nginx and by the gateway.
+
+The task service is not in the way here, so what the gateway costs shows in full: its
+throughput against nginx's, and the CPU time of each proxy per request.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bench import stack as bench_stack
+from bench.config import SATURATION_CONNECTIONS, WORK
+from bench.sampling import CpuMeter
+from bench.scenario import Results, Run, Scenario, target, wrk_table
+from bench.servers import nginx_in_front_of, static_upstream
+from bench.wrk import WrkResult, best, report
+
+NAME = "proxy"
+BODY_BYTES = 2048
+GATEWAY_CPU_LIMIT_MS = 0.2
+GATEWAY_RATE_LIMIT = 5000
+PATH = "/api/static-user/tasks"
+
+
+def static_body(size: int = BODY_BYTES) -> bytes:
+    """A JSON document of exactly `size` bytes, shaped like a short task list."""
+    tasks = [
+        {"id": n, "title": f"Task number {n}", "completed": n % 2 == 0, "tags": ["bench"]}
+        for n in range(size // 64)
+    ]
+    text = json.dumps(tasks, separators=(",", ":"))
+    while len(text) > size - 20:
+        tasks.pop()
+        text = json.dumps(tasks, separators=(",", ":"))
+    padding = size - len(text) - len(',{"pad":""}')
+    return (text[:-1] + ',{"pad":"' + "x" * padding + '"}]').encode()
+
+
+def measure(run: Run) -> dict[str, Any]:
+    print(f"Proxying alone: a static {BODY_BYTES} B JSON upstream", flush=True)
+    body = WORK / "static" / "tasks.json"
+    body.parent.mkdir(parents=True, exist_ok=True)
+    body.write_bytes(static_body())
+    data: dict[str, Any] = {"wrk": {}, "cpu_ms_per_request": {}}
+    with static_upstream(body) as upstream, nginx_in_front_of(upstream.port) as nginx:
+        # A stack of its own, on SQLite, whose gateway sends the task routes to the upstream.
+        proxied = bench_stack.start(TASK_SERVICE_URL=upstream.url)
+        try:
+            gateway_pid = proxied.processes()["gateway"]
+            paths = {
+                "direct": (upstream.url, upstream.pid),
+                "nginx": (nginx.url, nginx.pid),
+                "gateway": (proxied.base_url, gateway_pid),
+            }
+            runs: dict[str, list[WrkResult]] = {name: [] for name in paths}
+            cpu = dict.fromkeys(paths, 0.0)
+            requests = dict.fromkeys(paths, 0)
+            # Interleaved, so drift on a shared machine hits every path alike.
+            for _ in range(run.repeats):
+                for name, (base, pid) in paths.items():
+                    with CpuMeter({name: pid}) as meter:
+                        result = run.wrk(
+                            base + PATH,
+                            "get.lua",
+                            connections=SATURATION_CONNECTIONS,
+                            env={"TOKEN": "not-checked"},
+                        )
+                    runs[name].append(result)
+                    cpu[name] += meter.seconds[name]
+                    requests[name] += result.requests
+        finally:
+            proxied.stop()
+    for name in paths:
+        report(f"saturation/{name}", best(runs[name]), data["wrk"])
+        data["cpu_ms_per_request"][name] = round(cpu[name] * 1000 / max(requests[name], 1), 4)
+    print(
+        "  CPU per request: "
+        + ", ".join(f"{name} {ms:.4f} ms" for name, ms in data["cpu_ms_per_request"].items()),
+        flush=True,
+    )
+    headline = run.results.headline
+    for name in paths:
+        headline[f"proxy_{name}_req_s"] = data["wrk"][f"saturation/{name}"]["requests_per_second"]
+    headline["gateway_cpu_ms_per_proxied_request"] = data["cpu_ms_per_request"]["gateway"]
+    headline["nginx_cpu_ms_per_proxied_request"] = data["cpu_ms_per_request"]["nginx"]
+    return data
+
+
+def targets(results: Results) -> list[dict[str, Any]]:
+    headline = results.headline
+    return [
+        target(
+            "gateway CPU per request proxied to the static upstream",
+            headline["gateway_cpu_ms_per_proxied_request"],
+            "<=",
+            GATEWAY_CPU_LIMIT_MS,
+            " ms",
+        ),
+        target(
+            f"gateway throughput proxying the static upstream, {SATURATION_CONNECTIONS}"
+            " connections",
+            headline["proxy_gateway_req_s"],
+            ">=",
+            GATEWAY_RATE_LIMIT,
+            " req/s",
+        ),
+    ]
+
+
+def section(results: Results) -> list[str]:
+    data = results.scenarios[NAME]
+    return [
+        f"## Proxying alone (a static {BODY_BYTES}-byte JSON upstream)",
+        "",
+        "nginx serves one file for every path (`direct`); nginx as a reverse proxy with",
+        "upstream keep-alive, and the gateway of a second stack (its task routes pointed at",
+        f"the file server), forward `GET {PATH}` to it. {SATURATION_CONNECTIONS} connections.",
+        "",
+        *wrk_table("path", data["wrk"]),
+        "CPU time per request of the process answering wrk (nginx: master and worker):",
+        "",
+        "| path | CPU ms/request |",
+        "| --- | ---: |",
+        *[f"| {name} | {ms:.4f} |" for name, ms in data["cpu_ms_per_request"].items()],
+        "",
+    ]
+
+
+SCENARIO = Scenario(NAME, measure, section, targets)
