@@ -165,8 +165,6 @@ async def wait_for_database(
                 try:
                     await action()
                     return
-                except asyncio.CancelledError:
-                    raise
                 except Exception as exc:
                     transient, cause = classify(exc, database)
                     if not transient:
