@@ -1,4 +1,4 @@
-"""Database access for both services: one engine factory, one session dependency.
+"""Database access for both services: one engine factory (sessions: shared/deps.py).
 
 PostgreSQL (Neon or any other) goes through asyncpg; with no DATABASE_URL each service keeps
 its data in its own SQLite file. Models declare no schema: on PostgreSQL the engine maps them
@@ -8,12 +8,10 @@ into the service's schema, so the same models run on SQLite, which has none.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -71,6 +69,20 @@ class Database:
         await self.engine.dispose()
         if self.connector is not None:
             await self.connector.aclose()
+
+    def pool_counts(self) -> dict[str, int]:
+        """The pool's connections now: its size, how many are checked out, the overflow."""
+        pool = self.engine.pool
+        counts = {}
+        for state, read in (
+            ("size", "size"),
+            ("checked_out", "checkedout"),
+            ("overflow", "overflow"),
+        ):
+            method = getattr(pool, read, None)
+            if callable(method):
+                counts[state] = int(method())
+        return counts
 
 
 def create_database(config: DatabaseConfig, *, schema: str, name: str) -> Database:
@@ -206,13 +218,3 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session on the app's database for the length of one request."""
-    database: Database = request.app.state.database
-    async with database.sessionmaker() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -63,10 +63,20 @@ def _usable_database_url(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+OptionalText = Annotated[str | None, BeforeValidator(blank_to_none)]
+HttpUrlText = Annotated[
+    Annotated[str, Field(pattern=r"^https?://\S+$")] | None, BeforeValidator(blank_to_none)
+]
+
+
 # `DATABASE_URL=` (blank) means unset: SQLite in development, refused in production.
 DatabaseUrl = Annotated[
     SecretStr | None, BeforeValidator(blank_to_none), AfterValidator(_usable_database_url)
 ]
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _upper(value: Any) -> Any:
@@ -119,6 +129,12 @@ class CommonSettings(BaseSettings):
 
     app_env: AppEnv = "development"
     log_level: Annotated[LogLevel, BeforeValidator(_upper)] = "INFO"
+    # `json`: one JSON object per line, for log shippers; `text`: for people.
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    # What this process's HTTP server accepts from any client (shared/server.py).
+    max_header_bytes: int = Field(default=32_768, ge=1_024, le=1_048_576)
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    max_connections: int = Field(default=2_048, ge=1, le=1_000_000)
 
     @property
     def is_production(self) -> bool:
@@ -131,7 +147,13 @@ class ServiceSettings(CommonSettings):
     database_url: DatabaseUrl = None
     data_dir: Path = Field(default_factory=default_data_dir)
     secret_key: SecretStr | None = None
+    # Tokens of the frontend: HS256 with its secret, and Better Auth's JWT plugin, whose keys
+    # are at <frontend>/api/auth/jwks. A URL without a scheme would only fail at the first
+    # token, as a 503 for everyone: refuse it at start-up.
     better_auth_secret: SecretStr | None = None
+    better_auth_jwks_url: HttpUrlText = None
+    better_auth_issuer: OptionalText = None
+    better_auth_audience: OptionalText = None
 
     db_pool_size: int = Field(default=5, ge=1, le=100)
     db_max_overflow: int = Field(default=5, ge=0, le=100)
@@ -184,16 +206,6 @@ class ServiceSettings(CommonSettings):
         if self.secret_key and self.secret_key.get_secret_value():
             return self.secret_key.get_secret_value()
         return DEV_SECRET_KEY
-
-    @property
-    def verification_secrets(self) -> list[str]:
-        """HS256 keys accepted on incoming tokens: ours, then the frontend's when it differs."""
-        secrets = [self.signing_key]
-        if self.better_auth_secret:
-            frontend = self.better_auth_secret.get_secret_value()
-            if frontend and frontend not in secrets:
-                secrets.append(frontend)
-        return secrets
 
     def startup_warnings(self) -> list[str]:
         """Configuration that works but must not reach production unnoticed."""

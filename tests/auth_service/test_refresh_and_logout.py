@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlmodel import select
 
 from auth_service.models import RefreshToken
+from shared.deps import service_state
 from tests.support.tokens import SECRET_KEY, bearer, mint
 
 
@@ -178,7 +179,7 @@ async def test_malformed_refresh_body_is_422(
 async def test_only_hashes_of_refresh_tokens_are_stored(
     client: httpx2.AsyncClient, auth_app: FastAPI, session_tokens: dict[str, Any]
 ) -> None:
-    async with auth_app.state.database.sessionmaker() as session:
+    async with service_state(auth_app).database.sessionmaker() as session:
         rows = (await session.exec(select(RefreshToken))).all()
 
     assert len(rows) == 1
