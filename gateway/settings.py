@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
 from shared.settings import CommaSeparatedList, CommonSettings
+from shared.validators import blank_to_none
 
 
 def _service_url(value: str) -> str:
@@ -34,3 +35,5 @@ class GatewaySettings(CommonSettings):
     health_timeout: Seconds = 2.0
     # Who may embed the app in a frame: the Space page on huggingface.co does.
     frame_ancestors: str = "'self' https://huggingface.co https://*.hf.space"
+    # Unset: the public /metrics answers 404. Set: it answers `Authorization: Bearer <token>`.
+    metrics_token: Annotated[SecretStr | None, BeforeValidator(blank_to_none)] = None

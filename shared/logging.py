@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
 
 # Set per request by RequestContextMiddleware; "-" outside a request.
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -45,15 +48,43 @@ class _EscapingFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+# Fields of an access line (RequestContextMiddleware passes them as `extra`).
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, process, request id, logger, message, and for
+    access lines their fields. JSON escapes every control character, so no value can start
+    a line of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "process": getattr(record, "service", "-"),
+            "request_id": getattr(record, "request_id", "-"),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in ACCESS_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
 class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installs so that reconfiguring replaces only it."""
 
 
-def configure_logging(level: str, service: str) -> None:
-    """Send every logger, uvicorn's included, through one handler on stdout."""
+def configure_logging(level: str, service: str, log_format: str = "text") -> None:
+    """Send every logger, uvicorn's included, through one handler on stdout, as text or
+    (`log_format="json"`) as one JSON object per line."""
     handler = _ServiceHandler(sys.stdout)
     handler.addFilter(_ContextFilter(service))
-    handler.setFormatter(_EscapingFormatter(LOG_FORMAT))
+    formatter = JSONFormatter() if log_format == "json" else _EscapingFormatter(LOG_FORMAT)
+    handler.setFormatter(formatter)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ErrorCode, error_response
 from shared.logging import request_id_var
+from shared.metrics import IN_FLIGHT, observe_request
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Logged for a request whose client went away before its answer was complete (nginx's code).
@@ -85,16 +86,27 @@ class RequestContextMiddleware:
                     message = {"type": "http.response.body", "body": b""}
             await send(message)
 
+        IN_FLIGHT.inc()
         try:
             await self.app(scope, receive_watching, send_with_id)
         finally:
+            IN_FLIGHT.dec()
+            seconds = time.perf_counter() - started
+            logged_status = CLIENT_CLOSED_REQUEST if client_left else status
+            observe_request(scope, method, logged_status, seconds)
             # The path only: query strings can carry user input that has no place in logs.
             access_logger.info(
                 "%s %s %d %.1fms",
                 method,
                 scope["path"],
-                CLIENT_CLOSED_REQUEST if client_left else status,
-                (time.perf_counter() - started) * 1000,
+                logged_status,
+                seconds * 1000,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "status": logged_status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
             )
             request_id_var.reset(token)
 
