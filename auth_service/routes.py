@@ -12,16 +12,17 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Form, Request, Response, status
 
 from auth_service import crud
-from auth_service.deps import CurrentUser, SettingsDep
-from auth_service.models import RefreshToken, User, new_id
-from auth_service.rate_limit import (
-    RateLimitedError,
+from auth_service.deps import (
+    CurrentIdentity,
+    CurrentUser,
     RateLimiterDep,
-    client_address,
+    SettingsDep,
     limit_per_client,
-    too_many_requests,
 )
+from auth_service.models import RefreshToken, User, new_id
+from auth_service.rate_limit import RateLimitedError, client_address, too_many_requests
 from auth_service.schemas import (
+    CurrentUserPublic,
     LoginRequest,
     LogoutRequest,
     PasswordChangeRequest,
@@ -40,8 +41,9 @@ from auth_service.security import (
 )
 from auth_service.settings import AuthSettings
 from shared.auth import CurrentPrincipal, bearer_scheme, get_principal, unauthorized
-from shared.db import SessionDep
+from shared.deps import ServiceStateDep, SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
+from shared.metrics import LOGIN_FAILURES
 from shared.tokens import InvalidTokenError, Principal
 
 logger = logging.getLogger(__name__)
@@ -145,6 +147,7 @@ async def _sign_in(
     await session.commit()
     matches, new_hash = await verify_password(password, user.hashed_password if user else None)
     if user is None or not matches:
+        LOGIN_FAILURES.inc()
         raise unauthorized("Incorrect email or password", code=ErrorCode.INVALID_CREDENTIALS)
     await limiter.clear_failures(email, client)
     if new_hash is not None:
@@ -224,7 +227,7 @@ async def refresh(
 
 
 async def _bearer_if_sent(
-    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
+    state: ServiceStateDep, token: Annotated[str | None, Depends(bearer_scheme)]
 ) -> Principal | ApiError | None:
     """The bearer token's caller, or why it was refused, or None without one.
 
@@ -234,7 +237,7 @@ async def _bearer_if_sent(
     if not token:
         return None
     try:
-        return await get_principal(request, token)
+        return await get_principal(state, token)
     except ApiError as refused:
         return refused
 
@@ -341,14 +344,21 @@ async def change_password(
 
 @users_router.get(
     "/me",
-    response_model=UserPublic,
+    response_model=CurrentUserPublic,
     responses=error_responses(
-        ErrorCode.NOT_AUTHENTICATED, ErrorCode.INVALID_TOKEN, ErrorCode.SERVICE_UNAVAILABLE
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.TOKEN_EXPIRED,
+        ErrorCode.SERVICE_UNAVAILABLE,
     ),
 )
-async def read_me(user: CurrentUser) -> UserPublic:
-    """The signed-in account."""
-    return UserPublic.model_validate(user, from_attributes=True)
+async def read_me(identity: CurrentIdentity) -> CurrentUserPublic:
+    """The signed-in user, with the tokens the task routes accept.
+
+    `identity_source` says whether this is an account here or a frontend user known only
+    from their token (whose `email` and `name` are then the token's, when it has them).
+    """
+    return identity
 
 
 auth_router.include_router(throttled)

@@ -122,6 +122,19 @@ class UserPublic(BaseModel):
     created_at: datetime
 
 
+class CurrentUserPublic(BaseModel):
+    """The signed-in user: their account here, or what a frontend's token says of them."""
+
+    id: str
+    email: str | None
+    name: str | None
+    created_at: datetime | None
+    identity_source: Literal["account", "token"] = Field(
+        description="`account`: this service's account. `token`: a user of the frontend's "
+        "(Better Auth) with no account here, described by the claims of their token."
+    )
+
+
 class TokenResponse(BaseModel):
     access_token: str
     refresh_token: str

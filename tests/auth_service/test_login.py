@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from auth_service import security
 from auth_service.models import User
 from shared.db import Database
+from shared.deps import service_state
 from tests.support.tokens import bearer
 
 EMAIL = "grace@example.com"
@@ -205,7 +206,7 @@ async def test_password_is_checked_without_holding_a_database_connection(
 ) -> None:
     # Hashing takes tens of milliseconds; on SQLite the pool is one connection, so holding it
     # meanwhile would make every other request of the service wait for the hash.
-    database: Database = auth_app.state.database
+    database: Database = service_state(auth_app).database
     held: list[int] = []
     real_verify = security._verify
 
@@ -222,13 +223,13 @@ async def test_password_is_checked_without_holding_a_database_connection(
 
 
 async def _insert_user_with_hash(app: FastAPI, email: str, hashed: str) -> None:
-    async with app.state.database.sessionmaker() as session:
+    async with service_state(app).database.sessionmaker() as session:
         session.add(User(email=email, hashed_password=hashed))
         await session.commit()
 
 
 async def _stored_hash(app: FastAPI, email: str) -> str:
-    database: Database = app.state.database
+    database: Database = service_state(app).database
     async with database.sessionmaker() as session:
         user = (await session.exec(select(User).where(col(User.email) == email))).one()
     return user.hashed_password

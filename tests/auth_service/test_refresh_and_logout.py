@@ -18,6 +18,7 @@ from sqlmodel import col, select
 from auth_service.app import create_app
 from auth_service.models import RefreshToken
 from shared.db import utcnow
+from shared.deps import service_state
 from tests.auth_service.conftest import auth_settings
 from tests.support.databases import Backend, drop_schema
 from tests.support.tokens import SECRET_KEY, bearer, mint
@@ -141,7 +142,7 @@ async def test_the_just_rotated_token_revokes_the_sign_in_after_the_grace(
     original = session_tokens["refresh_token"]
     rotated = (await _refresh(client, original)).json()["refresh_token"]
     # Rotated 31 s ago, just out of the default 30 s window.
-    async with auth_app.state.database.sessionmaker() as session:
+    async with service_state(auth_app).database.sessionmaker() as session:
         await session.exec(
             update(RefreshToken)
             .where(col(RefreshToken.used_at).is_not(None))
@@ -172,7 +173,7 @@ async def test_without_a_grace_a_second_use_revokes_at_once(backend: Backend) ->
         replay = await _refresh(client, original)
         after = await _refresh(client, rotated)
     if backend.database_url:
-        await drop_schema(backend.database_url, app.state.settings.auth_db_schema)
+        await drop_schema(backend.database_url, service_state(app).settings.auth_db_schema)
 
     assert replay.json()["code"] == "refresh_token_reused"
     assert after.status_code == 401
@@ -347,7 +348,7 @@ async def test_logout_without_a_sign_in_to_end_is_401(
 async def test_only_hashes_of_refresh_tokens_are_stored(
     client: httpx2.AsyncClient, auth_app: FastAPI, session_tokens: dict[str, Any]
 ) -> None:
-    async with auth_app.state.database.sessionmaker() as session:
+    async with service_state(auth_app).database.sessionmaker() as session:
         rows = (await session.exec(select(RefreshToken))).all()
 
     assert len(rows) == 1
