@@ -82,6 +82,7 @@ async def test_any_other_delete_of_the_collection_is_422_and_deletes_nothing(
     response = await client.delete(tasks_url() + query, headers=auth())
 
     assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
     assert response.json()["detail"][0]["loc"] == ["query", "status"]
     assert await _titles(client) == {"done", "open"}
 
@@ -92,4 +93,5 @@ async def test_clearing_another_users_tasks_is_403(client: httpx2.AsyncClient) -
     response = await client.delete(tasks_url(BOB), params=CLEAR, headers=auth(ALICE))
 
     assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
     assert await _titles(client, BOB) == {"bobs"}
