@@ -14,10 +14,10 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio
-from fastapi import Depends, Request
+from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -25,6 +25,7 @@ from limits.storage import storage_from_string
 
 from auth_service.settings import AuthSettings
 from shared.errors import ApiError, ErrorCode
+from shared.metrics import RATE_LIMITED
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class AuthRateLimiter:
     async def _hit(self, item: RateLimitItem, *identifiers: str) -> None:
         allowed = await self._use_storage(lambda: self.strategy.hit(item, *identifiers), True)
         if not allowed:
+            RATE_LIMITED.labels(identifiers[0]).inc()
             raise RateLimitedError(await self._retry_after(item, *identifiers))
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
@@ -155,21 +157,3 @@ def client_address(request: Request) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return host
-
-
-async def get_rate_limiter(request: Request) -> AuthRateLimiter:
-    limiter: AuthRateLimiter = request.app.state.rate_limiter
-    return limiter
-
-
-async def limit_per_client(
-    request: Request, limiter: Annotated[AuthRateLimiter, Depends(get_rate_limiter)]
-) -> None:
-    """Dependency: 429 with Retry-After once a client is over AUTH_RATE_LIMIT."""
-    try:
-        await limiter.hit_client(client_address(request))
-    except RateLimitedError as exc:
-        raise too_many_requests(exc.retry_after) from None
-
-
-RateLimiterDep = Annotated[AuthRateLimiter, Depends(get_rate_limiter)]

@@ -1,28 +1,32 @@
-"""Every endpoint of the auth service."""
+"""Every endpoint of the auth service.
+
+`/auth` routes are declared on `auth_router`; those that check a password or mint tokens hang
+off `throttled`, which carries the per-client rate limit once for all of them.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Depends, Form, Request, Response, status
 
 from auth_service import crud
-from auth_service.deps import CurrentUser, SettingsDep
-from auth_service.models import User, new_id
-from auth_service.rate_limit import (
-    RateLimitedError,
+from auth_service.deps import (
+    CurrentIdentity,
+    CurrentUser,
     RateLimiterDep,
-    client_address,
+    SettingsDep,
     limit_per_client,
-    too_many_requests,
 )
+from auth_service.models import RefreshToken, User, new_id
+from auth_service.rate_limit import RateLimitedError, client_address, too_many_requests
 from auth_service.schemas import (
-    LOGIN_REQUEST_BODY,
+    CurrentUserPublic,
     LoginRequest,
+    LogoutRequest,
+    PasswordChangeRequest,
+    PasswordGrantForm,
     RefreshRequest,
     RegisterRequest,
     TokenResponse,
@@ -36,33 +40,51 @@ from auth_service.security import (
     verify_password,
 )
 from auth_service.settings import AuthSettings
-from shared.auth import unauthorized
-from shared.db import SessionDep
+from shared.auth import CurrentPrincipal, bearer_scheme, get_principal, unauthorized
+from shared.deps import ServiceStateDep, SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
-from shared.tokens import InvalidTokenError
+from shared.metrics import LOGIN_FAILURES
+from shared.tokens import InvalidTokenError, Principal
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter()
+auth_router = APIRouter(prefix="/auth", tags=["auth"])
+throttled = APIRouter(dependencies=[Depends(limit_per_client)])
+users_router = APIRouter(prefix="/api/users", tags=["users"])
 
-_FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+_SIGN_IN_ERRORS = error_responses(
+    ErrorCode.BAD_REQUEST,
+    ErrorCode.INVALID_CREDENTIALS,
+    ErrorCode.VALIDATION_ERROR,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.SERVICE_UNAVAILABLE,
+)
 
 
 async def _issue_tokens(
-    session: SessionDep, settings: AuthSettings, user: User, *, family_id: str | None = None
+    session: SessionDep,
+    settings: AuthSettings,
+    user: User,
+    *,
+    rotated: RefreshToken | None = None,
 ) -> TokenResponse:
-    """A fresh access token and a refresh token (of a new family unless one is given)."""
+    """A fresh access token and a refresh token: of a new sign-in, or the successor of the
+    `rotated` one in its sign-in."""
+    family_id = rotated.family_id if rotated else new_id()
     refresh = create_refresh_token(
         user_id=user.id,
-        family_id=family_id or new_id(),
+        family_id=family_id,
         key=settings.signing_key,
         lifetime_seconds=settings.refresh_token_expire_days * 86_400,
     )
-    await crud.store_refresh_token(session, user_id=user.id, issued=refresh)
+    await crud.store_refresh_token(
+        session, user_id=user.id, issued=refresh, parent_id=rotated.id if rotated else None
+    )
     lifetime = settings.access_token_expire_minutes * 60
     return TokenResponse(
         access_token=create_access_token(
             user_id=user.id,
+            session_id=family_id,
             email=user.email,
             name=user.name,
             key=settings.signing_key,
@@ -74,8 +96,8 @@ async def _issue_tokens(
     )
 
 
-@router.post(
-    "/auth/register",
+@throttled.post(
+    "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenResponse,
     responses=error_responses(
@@ -84,8 +106,6 @@ async def _issue_tokens(
         ErrorCode.RATE_LIMITED,
         ErrorCode.SERVICE_UNAVAILABLE,
     ),
-    dependencies=[Depends(limit_per_client)],
-    tags=["auth"],
 )
 async def register(
     body: RegisterRequest, session: SessionDep, settings: SettingsDep
@@ -102,100 +122,73 @@ async def register(
     return await _issue_tokens(session, settings, user)
 
 
-async def _read_credentials(request: Request) -> LoginRequest:
-    """JSON `{email, password}`, or an OAuth2 password form (`username`, `password`)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    data: Any
-    if content_type in _FORM_TYPES:
-        async with request.form() as form:
-            data = {"email": form.get("username"), "password": form.get("password")}
-        # A file part would be echoed in the 422 with the internals of its upload object.
-        uploads = [name for name, value in data.items() if not isinstance(value, str | None)]
-        if uploads:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "string_type",
-                        "loc": ("body", name),
-                        "msg": "Input should be a valid string",
-                    }
-                    for name in uploads
-                ]
-            )
-    elif content_type == "application/json" or content_type.endswith("+json"):
-        try:
-            data = await request.json()
-        except json.JSONDecodeError:
-            raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
-            ) from None
-        except (ValueError, RecursionError):
-            # Not UTF-8, or nested too deeply to parse: what FastAPI answers on other routes.
-            raise ApiError(ErrorCode.BAD_REQUEST, "There was an error parsing the body") from None
-    else:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "content_type",
-                    "loc": ("body",),
-                    "msg": "Send JSON (application/json) or an OAuth2 password form",
-                }
-            ]
-        )
-    try:
-        return LoginRequest.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_context=False)
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in errors]
-        ) from None
-
-
-@router.post(
-    "/auth/login",
-    response_model=TokenResponse,
-    responses=error_responses(
-        ErrorCode.BAD_REQUEST,
-        ErrorCode.INVALID_CREDENTIALS,
-        ErrorCode.VALIDATION_ERROR,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.SERVICE_UNAVAILABLE,
-    ),
-    openapi_extra={"requestBody": LOGIN_REQUEST_BODY},
-    dependencies=[Depends(limit_per_client)],
-    tags=["auth"],
-)
-async def login(
-    request: Request, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep
+async def _sign_in(
+    request: Request,
+    session: SessionDep,
+    settings: AuthSettings,
+    limiter: RateLimiterDep,
+    *,
+    email: str,
+    password: str,
 ) -> TokenResponse:
-    """Sign in with email and password (JSON, or the form the /docs Authorize button sends).
+    """The one sign-in behind both login routes.
 
     After LOGIN_FAILURE_LIMIT failures for one account from one client, further attempts
     from that client are refused with 429 until the window passes.
     """
-    credentials = await _read_credentials(request)
     client = client_address(request)
     try:
-        await limiter.hit_login(credentials.email, client)
+        await limiter.hit_login(email, client)
     except RateLimitedError as exc:
         raise too_many_requests(exc.retry_after) from None
-    user = await crud.get_user_by_email(session, email=credentials.email)
+    user = await crud.get_user_by_email(session, email=email)
     # End the read before hashing: the hash takes tens of milliseconds, and a pooled
     # connection held meanwhile (SQLite's only one) would stall every other request.
     await session.commit()
-    matches, new_hash = await verify_password(
-        credentials.password, user.hashed_password if user else None
-    )
+    matches, new_hash = await verify_password(password, user.hashed_password if user else None)
     if user is None or not matches:
+        LOGIN_FAILURES.inc()
         raise unauthorized("Incorrect email or password", code=ErrorCode.INVALID_CREDENTIALS)
-    await limiter.clear_failures(credentials.email, client)
+    await limiter.clear_failures(email, client)
     if new_hash is not None:
         await crud.replace_password_hash(session, user=user, hashed_password=new_hash)
     return await _issue_tokens(session, settings, user)
 
 
-@router.post(
-    "/auth/refresh",
+@throttled.post("/login", response_model=TokenResponse, responses=_SIGN_IN_ERRORS)
+async def login(
+    body: LoginRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+) -> TokenResponse:
+    """Sign in with a JSON `{email, password}`: what an application's own sign-in form sends."""
+    return await _sign_in(
+        request, session, settings, limiter, email=body.email, password=body.password
+    )
+
+
+@throttled.post("/token", response_model=TokenResponse, responses=_SIGN_IN_ERRORS)
+async def token(
+    form: Annotated[PasswordGrantForm, Form()],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+) -> TokenResponse:
+    """OAuth2 token endpoint, password grant (RFC 6749 section 4.3): the form the /docs
+    Authorize button and OAuth2 tools post, with the email as `username`.
+
+    Same checks, throttling and answers as `/auth/login`.
+    """
+    return await _sign_in(
+        request, session, settings, limiter, email=form.username, password=form.password
+    )
+
+
+@throttled.post(
+    "/refresh",
     response_model=TokenResponse,
     responses=error_responses(
         ErrorCode.BAD_REQUEST,
@@ -204,16 +197,20 @@ async def login(
         ErrorCode.RATE_LIMITED,
         ErrorCode.SERVICE_UNAVAILABLE,
     ),
-    dependencies=[Depends(limit_per_client)],
-    tags=["auth"],
 )
 async def refresh(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep
 ) -> TokenResponse:
-    """Trade a refresh token for a new pair. Each refresh token works once."""
+    """Trade a refresh token for a new pair. Each refresh token works once, except that
+    the one just rotated still gets a pair of its sign-in for REFRESH_REUSE_GRACE_SECONDS
+    (two tabs refreshing at once, a retry whose answer was lost)."""
     try:
         decode_refresh_token(body.refresh_token, key=settings.signing_key)
-        consumed = await crud.consume_refresh_token(session, token=body.refresh_token)
+        consumed = await crud.consume_refresh_token(
+            session,
+            token=body.refresh_token,
+            grace_seconds=settings.refresh_reuse_grace_seconds,
+        )
     except crud.RefreshTokenReusedError:
         logger.warning("Refresh token reused: its token family was revoked")
         raise unauthorized(
@@ -226,37 +223,146 @@ async def refresh(
     user = await crud.get_user(session, user_id=consumed.user_id)
     if user is None:
         raise unauthorized("Unknown user", code=ErrorCode.INVALID_REFRESH_TOKEN)
-    return await _issue_tokens(session, settings, user, family_id=consumed.family_id)
+    return await _issue_tokens(session, settings, user, rotated=consumed)
 
 
-@router.post(
-    "/auth/logout",
+async def _bearer_if_sent(
+    state: ServiceStateDep, token: Annotated[str | None, Depends(bearer_scheme)]
+) -> Principal | ApiError | None:
+    """The bearer token's caller, or why it was refused, or None without one.
+
+    Logout does not need a bearer token when it is given a refresh token, and a frontend
+    signing out often still sends its expired access token.
+    """
+    if not token:
+        return None
+    try:
+        return await get_principal(state, token)
+    except ApiError as refused:
+        return refused
+
+
+@auth_router.post(
+    "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(
-        ErrorCode.BAD_REQUEST, ErrorCode.INVALID_REFRESH_TOKEN, ErrorCode.SERVICE_UNAVAILABLE
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.INVALID_REFRESH_TOKEN,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.SERVICE_UNAVAILABLE,
     ),
-    tags=["auth"],
 )
-async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Response:
-    """End the session: the refresh token, and every token rotated from it, stop working."""
-    try:
-        claims = decode_refresh_token(
-            body.refresh_token, key=settings.signing_key, verify_exp=False
-        )
-    except InvalidTokenError:
-        raise unauthorized("Invalid refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN) from None
-    await crud.revoke_family(session, family_id=str(claims["fam"]))
+async def logout(
+    session: SessionDep,
+    settings: SettingsDep,
+    bearer: Annotated[Principal | ApiError | None, Depends(_bearer_if_sent)],
+    body: Annotated[LogoutRequest | None, Body()] = None,
+) -> Response:
+    """End a sign-in: its refresh token, and every token rotated from it, stop working.
+
+    The sign-in is the refresh token's when one is sent, else the bearer token's (access
+    tokens name theirs in `sid`); `everywhere` ends every sign-in of the user. Access tokens
+    already issued stay valid until they expire (ACCESS_TOKEN_EXPIRE_MINUTES).
+    """
+    body = body or LogoutRequest()
+    family_id: object
+    if body.refresh_token is not None:
+        try:
+            claims = decode_refresh_token(
+                body.refresh_token, key=settings.signing_key, verify_exp=False
+            )
+        except InvalidTokenError:
+            raise unauthorized(
+                "Invalid refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN
+            ) from None
+        user_id, family_id = str(claims["sub"]), claims["fam"]
+    elif isinstance(bearer, Principal):
+        user_id, family_id = bearer.user_id, bearer.claims.get("sid")
+    elif isinstance(bearer, ApiError):
+        raise bearer
+    else:
+        raise unauthorized("Send a bearer token or a refresh token")
+    if body.everywhere:
+        await crud.revoke_other_families(session, user_id=user_id)
+    elif isinstance(family_id, str):
+        await crud.revoke_family(session, user_id=user_id, family_id=family_id)
+    else:
+        # Tokens signed elsewhere (a frontend, Better Auth) have no sign-in here to end.
+        raise unauthorized("This token names no sign-in of this service", invalid_token=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get(
-    "/api/users/me",
-    response_model=UserPublic,
+@throttled.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(
-        ErrorCode.NOT_AUTHENTICATED, ErrorCode.INVALID_TOKEN, ErrorCode.SERVICE_UNAVAILABLE
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.SERVICE_UNAVAILABLE,
     ),
-    tags=["users"],
 )
-async def read_me(user: CurrentUser) -> UserPublic:
-    """The signed-in account."""
-    return UserPublic.model_validate(user, from_attributes=True)
+async def change_password(
+    body: PasswordChangeRequest,
+    request: Request,
+    *,
+    principal: CurrentPrincipal,
+    user: CurrentUser,
+    session: SessionDep,
+    limiter: RateLimiterDep,
+) -> Response:
+    """Change the password and end every other sign-in of the user.
+
+    A wrong current password is a 401 that counts towards LOGIN_FAILURE_LIMIT, like a
+    failed login: a stolen access token must not become a way to guess the password.
+    """
+    client = client_address(request)
+    try:
+        await limiter.hit_login(user.email, client)
+    except RateLimitedError as exc:
+        raise too_many_requests(exc.retry_after) from None
+    # As at login: no pooled connection held while hashing.
+    await session.commit()
+    matches, _ = await verify_password(body.current_password, user.hashed_password)
+    if not matches:
+        raise unauthorized("Incorrect current password", code=ErrorCode.INVALID_CREDENTIALS)
+    await limiter.clear_failures(user.email, client)
+    hashed = await hash_password(body.new_password)
+    await crud.replace_password_hash(session, user=user, hashed_password=hashed)
+    sign_in = principal.claims.get("sid")
+    await crud.revoke_other_families(
+        session, user_id=user.id, keep_family_id=sign_in if isinstance(sign_in, str) else None
+    )
+    logger.info("User %s changed their password; other sign-ins ended", user.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@users_router.get(
+    "/me",
+    response_model=CurrentUserPublic,
+    responses=error_responses(
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.TOKEN_EXPIRED,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    ),
+)
+async def read_me(identity: CurrentIdentity) -> CurrentUserPublic:
+    """The signed-in user, with the tokens the task routes accept.
+
+    `identity_source` says whether this is an account here or a frontend user known only
+    from their token (whose `email` and `name` are then the token's, when it has them).
+    """
+    return identity
+
+
+auth_router.include_router(throttled)
+# What the app factory mounts: every route of the service.
+router = APIRouter()
+router.include_router(auth_router)
+router.include_router(users_router)

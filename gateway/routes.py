@@ -1,4 +1,7 @@
-"""The gateway's own endpoints: `/`, `/health`, and the merged `/docs` and `/openapi.json`."""
+"""The gateway's own endpoints: `/`, `/health`, and the merged `/docs` and `/openapi.json`.
+
+`/health/live` comes with the base app, as in every process.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pydantic import BaseModel
 from gateway.state import GatewayState
 from gateway.upstream import Upstream
 from shared import __version__
+from shared.app import HealthResponse, state_of
 
 router = APIRouter()
 
@@ -23,8 +27,7 @@ API_TITLE = "Todo API"
 
 
 def _state(request: Request) -> GatewayState:
-    state: GatewayState = request.app.state.gateway
-    return state
+    return state_of(request.app, GatewayState)
 
 
 class RootResponse(BaseModel):
@@ -62,8 +65,9 @@ async def root(request: Request) -> Response:
     return JSONResponse(body.model_dump(), headers=vary)
 
 
-class HealthResponse(BaseModel):
-    status: Literal["ok", "unavailable"]
+class StackHealthResponse(HealthResponse):
+    # "busy": every service is up, and one has every proxied connection in use.
+    status: Literal["ok", "busy", "unavailable"]  # type: ignore[assignment]
     services: dict[str, dict[str, Any]]
 
 
@@ -76,33 +80,36 @@ async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
         return False, {"status": "unreachable"}
     if not isinstance(body, dict):
         return False, {"status": "invalid response"}
-    return response.status_code == 200 and body.get("status") == "ok", body
+    healthy = response.status_code == 200 and body.get("status") == "ok"
+    if healthy and upstream.load.full:
+        # Up, but every proxied connection to it is taken: new requests get 503 busy.
+        body = {**body, "status": "busy", "in_flight": upstream.load.in_flight}
+    return healthy, body
 
 
 @router.get(
     "/health",
-    response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "A service is down"}},
+    response_model=StackHealthResponse,
+    responses={503: {"model": StackHealthResponse, "description": "A service is down"}},
     tags=["gateway"],
 )
 async def health(request: Request) -> JSONResponse:
-    """The gateway and each service, checked in parallel: 200 when all are healthy."""
+    """The gateway and each service, checked in parallel: 200 when all are up.
+
+    A service that is up but has every proxied connection in use is `busy` (still 200: a
+    restart would not help it).
+    """
     state = _state(request)
     (auth_ok, auth), (tasks_ok, tasks) = await asyncio.gather(
         _service_health(state.auth), _service_health(state.tasks)
     )
     healthy = auth_ok and tasks_ok
-    body = HealthResponse(
-        status="ok" if healthy else "unavailable",
+    busy = any(service.get("status") == "busy" for service in (auth, tasks))
+    body = StackHealthResponse(
+        status=("busy" if busy else "ok") if healthy else "unavailable",
         services={"gateway": {"status": "ok"}, "auth": auth, "tasks": tasks},
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
-
-
-@router.get("/health/live", tags=["gateway"])
-async def liveness() -> dict[str, str]:
-    """200 while the gateway serves requests; checks no service (for liveness probes)."""
-    return {"status": "ok"}
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -1,17 +1,34 @@
-"""FastAPI side of token verification: the bearer dependency both services use."""
+"""FastAPI side of token verification: the bearer dependency both services use.
+
+The dependency chain answers 401 (no or bad token) before anything else looks at the
+request: routes then check 403 (not this user's) and 404 (no such resource of theirs).
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 
+from shared.deps import ServiceStateDep
 from shared.errors import ApiError, ErrorCode
-from shared.tokens import InvalidTokenError, Principal, SigningKeysUnavailableError, TokenVerifier
+from shared.metrics import TOKEN_REFUSALS
+from shared.tokens import (
+    InvalidTokenError,
+    Principal,
+    SigningKeysUnavailableError,
+    TokenExpiredError,
+)
 
-# tokenUrl is the gateway's login route, so the Authorize button of /docs signs in there.
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/login", auto_error=False)
+logger = logging.getLogger(__name__)
+
+# tokenUrl is the OAuth2 token endpoint (through the gateway), so the Authorize button of
+# /docs signs in there.
+bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
 def unauthorized(
@@ -23,17 +40,53 @@ def unauthorized(
     return ApiError(code, detail, headers={"WWW-Authenticate": challenge})
 
 
+@dataclass
+class RefusalLog:
+    """Says at INFO why tokens are refused, at most `burst` lines per reason per `window`.
+
+    An operator can then tell an issuer off by a slash from a wrong secret, while a flood of
+    bad tokens costs a few lines a minute. Refusals left out are counted, and the count goes
+    with the next line of that reason. The token itself is never logged.
+    """
+
+    burst: int = 10
+    window: float = 60.0
+    # reason -> (start of its window, lines logged in it, refusals left out since the last line)
+    _counts: dict[str, tuple[float, int, int]] = field(default_factory=dict)
+
+    def record(self, refusal: InvalidTokenError) -> None:
+        now = time.monotonic()
+        started, logged, left_out = self._counts.get(refusal.reason, (now, 0, 0))
+        if now - started >= self.window:
+            started, logged = now, 0
+        if logged >= self.burst:
+            self._counts[refusal.reason] = (started, logged, left_out + 1)
+            return
+        self._counts[refusal.reason] = (started, logged + 1, 0)
+        more = f" (and {left_out} more since the last such line)" if left_out else ""
+        logger.info("Token refused: %s%s", refusal, more)
+
+
+refusal_log = RefusalLog()
+
+
 async def get_principal(
-    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
+    state: ServiceStateDep, token: Annotated[str | None, Depends(bearer_scheme)]
 ) -> Principal:
     """The verified caller, or 401 (bad token) / 503 (signing keys unreachable)."""
     if not token:
+        TOKEN_REFUSALS.labels("no token").inc()
         raise unauthorized("Not authenticated")
-    verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        return await verifier.verify(token)
-    except InvalidTokenError:
-        raise unauthorized("Invalid or expired token", invalid_token=True) from None
+        return await state.verifier.verify(token)
+    except InvalidTokenError as refusal:
+        TOKEN_REFUSALS.labels(refusal.reason).inc()
+        refusal_log.record(refusal)
+        if isinstance(refusal, TokenExpiredError):
+            raise unauthorized(
+                "The access token has expired", invalid_token=True, code=ErrorCode.TOKEN_EXPIRED
+            ) from None
+        raise unauthorized("Invalid access token", invalid_token=True) from None
     except SigningKeysUnavailableError:
         raise ApiError(
             ErrorCode.SERVICE_UNAVAILABLE,

@@ -1,26 +1,29 @@
-"""`GET /health` for a service with a database, and `GET /health/live` for probes."""
+"""`GET /health` for a service with a database, checked at most once per interval."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
+from shared.app import HealthResponse
 from shared.database_url import DatabaseKind
 from shared.db import Database
+from shared.deps import ServiceStateDep
 
 logger = logging.getLogger(__name__)
 
 PING_TIMEOUT_SECONDS = 3.0
 # A database that answered is taken as up for this long: however often people, monitors and
 # the gateway's aggregate call /health, each process queries at most once per interval,
-# which lets a Neon compute suspend when nothing else uses it. A failure is never kept, and a
-# database error met by any request forgets the last answer, so an outage shows at once.
+# which lets a Neon compute suspend when nothing else uses it (probes call /health/live). A
+# failure is never kept, and a database error met by any request forgets the last answer,
+# so an outage shows at once.
 DATABASE_ANSWER_KEPT_SECONDS = 10.0
 
 
@@ -28,7 +31,8 @@ class DatabaseCheck:
     """The database's health, queried at most once per interval and once at a time."""
 
     def __init__(self, database: Database, kept_seconds: float) -> None:
-        self._database = database
+        # Weak: the check lives as long as the engine, and must not keep the database alive.
+        self._database = weakref.ref(database)
         self._kept_seconds = kept_seconds
         self._answered_at: float | None = None
         self._running: asyncio.Future[bool] | None = None
@@ -53,8 +57,11 @@ class DatabaseCheck:
         self._running = None
 
     async def _query(self) -> bool:
+        database = self._database()
+        if database is None:
+            return False
         try:
-            await asyncio.wait_for(self._database.ping(), timeout=PING_TIMEOUT_SECONDS)
+            await asyncio.wait_for(database.ping(), timeout=PING_TIMEOUT_SECONDS)
         except Exception as exc:  # any failure to answer is "unavailable" here
             logger.warning("Health check: database unavailable (%s)", type(exc).__name__)
             return False
@@ -62,53 +69,55 @@ class DatabaseCheck:
         return True
 
 
-def database_check(app: FastAPI) -> DatabaseCheck:
-    """The app's database check, made on first use."""
-    check: DatabaseCheck | None = getattr(app.state, "database_check", None)
+_checks: weakref.WeakKeyDictionary[Engine, DatabaseCheck] = weakref.WeakKeyDictionary()
+
+
+def database_check(database: Database) -> DatabaseCheck:
+    """The check of this database, made on first use."""
+    engine = database.engine.sync_engine
+    check = _checks.get(engine)
     if check is None:
-        check = DatabaseCheck(app.state.database, DATABASE_ANSWER_KEPT_SECONDS)
-        app.state.database_check = check
+        check = _checks[engine] = DatabaseCheck(database, DATABASE_ANSWER_KEPT_SECONDS)
     return check
 
 
 router = APIRouter(tags=["health"])
 
 
-class HealthResponse(BaseModel):
-    status: Literal["ok", "unavailable"]
+class ServiceHealthResponse(HealthResponse):
     database: Literal["ok", "unavailable"]
     storage: DatabaseKind
+    # True when the data will not survive a restart (SQLite outside persistent storage).
+    storage_ephemeral: bool = False
     warning: str | None = None
 
 
 @router.get(
     "/health",
-    response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "The database is unreachable"}},
+    response_model=ServiceHealthResponse,
+    responses={503: {"model": ServiceHealthResponse, "description": "The database is unreachable"}},
 )
-async def health(request: Request) -> JSONResponse:
+async def health(state: ServiceStateDep) -> JSONResponse:
     """200 when a real query succeeded (within the last few seconds); 503 when the database
     cannot answer. For people and monitors: probes call `/health/live`."""
-    database: Database = request.app.state.database
-    healthy = await database_check(request.app).healthy()
-    body = HealthResponse(
+    database = state.database
+    healthy = await database_check(database).healthy()
+    body = ServiceHealthResponse(
         status="ok" if healthy else "unavailable",
         database="ok" if healthy else "unavailable",
         storage=database.kind,
-        warning=(
-            "Embedded SQLite storage: data lives in local files on this machine"
-            if database.kind == "sqlite"
-            else None
-        ),
+        storage_ephemeral=database.ephemeral,
+        warning=_storage_warning(database),
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
 
 
-class LivenessResponse(BaseModel):
-    status: Literal["ok"]
-
-
-@router.get("/health/live", response_model=LivenessResponse)
-async def liveness() -> LivenessResponse:
-    """200 while the process serves requests; checks no dependency (for liveness probes)."""
-    return LivenessResponse(status="ok")
+def _storage_warning(database: Database) -> str | None:
+    if database.ephemeral:
+        return (
+            "Ephemeral storage: the SQLite files are not on persistent storage (/data) and "
+            "are lost on restart; set DATA_DIR or DATABASE_URL"
+        )
+    if database.kind == "sqlite":
+        return "Embedded SQLite storage: data lives in local files on this machine"
+    return None

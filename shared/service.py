@@ -1,100 +1,56 @@
-"""The skeleton both services share: lifespan, middleware, error handlers and `/health`."""
+"""What both services add to the base app: migrations at start-up, `/health`, error handlers."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from shared import __version__
-from shared.db import Database, create_database, is_database_unavailable
+from shared.app import create_base_app
+from shared.database_startup import start_database
+from shared.deps import ServiceState
 from shared.errors import install_error_handlers
 from shared.health import router as health_router
-from shared.logging import configure_logging
-from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
+from shared.metrics import watch_pool
 from shared.migrations import upgrade_database
-from shared.settings import ServiceSettings
-from shared.tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
 
-# How long start-up waits for an unreachable database (a cold Neon compute, a database
-# container still booting) before giving up and letting the process supervisor restart us.
-STARTUP_DATABASE_WAIT_SECONDS = 30.0
-
 
 def create_service_app(
+    state: ServiceState[Any],
     *,
     name: str,
     title: str,
     description: str,
-    settings: ServiceSettings,
-    schema: str,
     migrations_dir: Path,
     routers: Sequence[APIRouter],
-    verifier: TokenVerifier,
     openapi_tags: list[dict[str, Any]] | None = None,
-    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> FastAPI:
-    """A FastAPI app for one service, migrating its own schema at start-up.
+    """A FastAPI app for one service, migrating its own schema at start-up."""
+    settings = state.settings
+    database = state.database
 
-    `on_shutdown` closes what the service opened besides the database and the verifier.
-    """
-    configure_logging(settings.log_level, name)
-    database = create_database(settings.database_config(), schema=schema, name=name)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def start() -> None:
         for warning in settings.startup_warnings():
             logger.warning("%s", warning)
         logger.info("Storage: %s at %s", database.kind, database.location)
-        await _migrate_when_reachable(database, migrations_dir)
-        try:
-            yield
-        finally:
-            for close in on_shutdown:
-                await close()
-            await verifier.aclose()
-            await database.dispose()
+        await start_database(database, lambda: upgrade_database(database, migrations_dir))
 
-    app = FastAPI(
+    app = create_base_app(
+        name=name,
         title=title,
         description=description,
-        version=__version__,
-        lifespan=lifespan,
+        settings=settings,
+        state=state,
+        routers=[*routers, health_router],
+        startup=[start],
+        shutdown=[state.aclose],
         openapi_tags=openapi_tags,
-        # Behind TLS-terminating proxies a slash redirect would send browsers to http://.
-        redirect_slashes=False,
     )
-    app.state.settings = settings
-    app.state.database = database
-    app.state.token_verifier = verifier
-    # Innermost first: an unhandled error's 500 still passes through RequestContext.
-    app.add_middleware(UnhandledErrorMiddleware)
-    app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
-    for router in routers:
-        app.include_router(router)
-    app.include_router(health_router)
+    watch_pool("database", name, database.pool_counts)
     return app
-
-
-async def _migrate_when_reachable(database: Database, migrations_dir: Path) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STARTUP_DATABASE_WAIT_SECONDS
-    delay = 0.5
-    while True:
-        try:
-            await upgrade_database(database, migrations_dir)
-            return
-        except Exception as exc:
-            if not is_database_unavailable(exc) or loop.time() + delay > deadline:
-                raise
-            logger.warning("Database unreachable at start-up (%s); retrying", type(exc).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)

@@ -22,6 +22,8 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     CursorResult,
+    Row,
+    Select,
     SQLColumnExpression,
     cast,
     delete,
@@ -41,8 +43,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from shared.db import utcnow
-from task_service.models import PRIORITIES, Task, TaskCount, priority_rank
-from task_service.schemas import ListPosition, TaskCreate, TaskListQuery
+from task_service.models import PRIORITIES, Task, TaskCount, metadata, priority_rank
+from task_service.schemas import ListPosition, TaskCreate, TaskListQuery, TaskPublic
 
 
 async def create_task(session: AsyncSession, *, user_id: str, data: TaskCreate) -> Task:
@@ -63,20 +65,23 @@ async def get_task(session: AsyncSession, *, user_id: str, task_id: int) -> Task
 
 async def list_tasks(
     session: AsyncSession, *, user_id: str, query: TaskListQuery
-) -> tuple[Sequence[Task], int]:
-    """One page of the user's tasks, and how many tasks match in all."""
+) -> tuple[Sequence[Row[Any]], int]:
+    """One page of the user's tasks (rows of the columns TaskPublic names), and how many
+    tasks match in all."""
     dialect = session.get_bind().dialect.name
-    page = await session.exec(list_page_statement(user_id=user_id, query=query, dialect=dialect))
-    tasks = list(page.all())
+    # Reads only, each a statement of its own: no BEGIN and ROLLBACK around them (two round
+    # trips of every list). A total that a write between them makes disagree with the page
+    # is caught below. Plain rows, not ORM objects: they are only serialized.
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    statement = list_page_statement(user_id=user_id, query=query, dialect=dialect)
+    tasks = list((await connection.execute(statement)).all())
     position = query.position
     if len(tasks) < query.limit and position is not None and _before_missing_due_dates(position):
         # The page ran out of due dates: tasks without one come next, in id order.
-        rest = await session.exec(
-            _no_due_date_statement(
-                user_id=user_id, query=query, dialect=dialect, limit=query.limit - len(tasks)
-            )
+        rest = _no_due_date_statement(
+            user_id=user_id, query=query, dialect=dialect, limit=query.limit - len(tasks)
         )
-        tasks += rest.all()
+        tasks += (await connection.execute(rest)).all()
     if position is None:
         # A short page that is not past the end tells the total by itself.
         if len(tasks) < query.limit and (tasks or query.offset == 0):
@@ -85,24 +90,25 @@ async def list_tasks(
     else:
         rows_before = None  # how many tasks came before a cursor is not known
     if query.tag is None and query.q is None:
-        kept = (await session.exec(kept_total_statement(user_id=user_id, query=query))).one()
+        kept_total = kept_total_statement(user_id=user_id, query=query)
+        kept: int = (await connection.execute(kept_total)).scalar_one()
         if _agrees_with_page(kept, rows_before, len(tasks)):
             return tasks, kept
     conditions = _filters(dialect, user_id, query)
-    total = await session.exec(select(func.count()).select_from(Task).where(*conditions))
-    return tasks, total.one()
+    total = await connection.execute(select(func.count()).select_from(_TASKS).where(*conditions))
+    return tasks, total.scalar_one()
 
 
 def list_page_statement(
     *, user_id: str, query: TaskListQuery, dialect: str = "postgresql"
-) -> SelectOfScalar[Task]:
+) -> Select[Any]:
     """The statement for one page of a list (public: the benchmark explains what is sent).
 
     A page after a cursor starts at the cursor's key in the sort's index, which costs the same
     however deep the page is; an offset reads and skips the rows before it.
     """
-    statement = (
-        select(Task)
+    statement: Select[Any] = (
+        select(*_LISTED_COLUMNS)
         .where(*_filters(dialect, user_id, query), *_after(query.position, dialect))
         .order_by(*_ordering(query))
         .limit(query.limit)
@@ -117,14 +123,15 @@ def _before_missing_due_dates(position: ListPosition) -> bool:
 
 def _no_due_date_statement(
     *, user_id: str, query: TaskListQuery, dialect: str, limit: int
-) -> SelectOfScalar[Task]:
+) -> Select[Any]:
     """The first tasks without a due date, which follow every dated one in both orders."""
-    return (
-        select(Task)
-        .where(*_filters(dialect, user_id, query), col(Task.due_date).is_(None))
+    statement: Select[Any] = (
+        select(*_LISTED_COLUMNS)
+        .where(*_filters(dialect, user_id, query), _COLUMNS.due_date.is_(None))
         .order_by(*_ordering(query))
         .limit(limit)
     )
+    return statement
 
 
 def _after(position: ListPosition | None, dialect: str) -> list[ColumnElement[bool]]:
@@ -137,7 +144,7 @@ def _after(position: ListPosition | None, dialect: str) -> list[ColumnElement[bo
         return []
     later = operator.gt if position.direction == "asc" else operator.lt
     if position.key is None:  # among the tasks without a due date, which only id orders
-        return [col(Task.due_date).is_(None), later(col(Task.id), position.id)]
+        return [_COLUMNS.due_date.is_(None), later(_COLUMNS.id, position.id)]
     key_column = _SORT_KEYS[position.sort]
     key: Any = position.key
     if position.sort == "priority":
@@ -152,11 +159,11 @@ def _after(position: ListPosition | None, dialect: str) -> list[ColumnElement[bo
         at_or_after = operator.ge if position.direction == "asc" else operator.le
         return [
             at_or_after(key_column, key),
-            or_(later(key_column, key), later(col(Task.id), position.id)),
+            or_(later(key_column, key), later(_COLUMNS.id, position.id)),
         ]
     # A plain tuple binds its values with the columns' types; a function needs tuple_(). A row
     # whose due date is NULL compares as NULL, so it never passes: list_tasks reads those.
-    row = tuple_(key_column, col(Task.id))
+    row = tuple_(key_column, _COLUMNS.id)
     if position.sort == "title":
         return [later(row, tuple_(key, literal(position.id)))]
     return [later(row, (key, position.id))]
@@ -167,13 +174,13 @@ def kept_total_statement(*, user_id: str, query: TaskListQuery) -> SelectOfScala
 
     A sum of at most six rows (two states by three priorities); 0 when the user has none.
     """
-    conditions = [col(TaskCount.user_id) == user_id]
+    conditions = [_COUNT_COLUMNS.user_id == user_id]
     if query.status != "all":
-        conditions.append(col(TaskCount.completed).is_(query.status == "completed"))
+        conditions.append(_COUNT_COLUMNS.completed.is_(query.status == "completed"))
     if query.priority is not None:
-        conditions.append(col(TaskCount.priority) == query.priority)
+        conditions.append(_COUNT_COLUMNS.priority == query.priority)
     # sum() of a BIGINT is a NUMERIC on PostgreSQL: cast back, for an int rather than a Decimal.
-    return select(cast(func.coalesce(func.sum(col(TaskCount.count)), 0), BigInteger)).where(
+    return select(cast(func.coalesce(func.sum(_COUNT_COLUMNS.count), 0), BigInteger)).where(
         *conditions
     )
 
@@ -248,18 +255,18 @@ async def _update(session: AsyncSession, user_id: str, task_id: int, **values: A
 
 
 def _filters(dialect: str, user_id: str, query: TaskListQuery) -> list[ColumnElement[bool]]:
-    conditions = [col(Task.user_id) == user_id]
+    conditions = [_COLUMNS.user_id == user_id]
     if query.status != "all":
-        conditions.append(col(Task.completed).is_(query.status == "completed"))
+        conditions.append(_COLUMNS.completed.is_(query.status == "completed"))
     if query.priority is not None:
-        conditions.append(col(Task.priority) == query.priority)
+        conditions.append(_COLUMNS.priority == query.priority)
     if query.tag is not None:
         conditions.append(_has_tag(dialect, query.tag))
     if query.q is not None:
         conditions.append(
             or_(
-                col(Task.title).icontains(query.q, autoescape=True),
-                col(Task.description).icontains(query.q, autoescape=True),
+                _COLUMNS.title.icontains(query.q, autoescape=True),
+                _COLUMNS.description.icontains(query.q, autoescape=True),
             )
         )
     return conditions
@@ -267,29 +274,36 @@ def _filters(dialect: str, user_id: str, query: TaskListQuery) -> list[ColumnEle
 
 def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
-        return type_coerce(col(Task.tags), JSONB()).contains([tag])
+        return type_coerce(_COLUMNS.tags, JSONB()).contains([tag])
     # SQLite has no containment operator: look through the array's elements instead.
-    elements = func.json_each(col(Task.tags)).table_valued("value")
+    elements = func.json_each(_COLUMNS.tags).table_valued("value")
     return exists().where(elements.c.value == tag)
 
+
+# The tables' own columns, not the ORM's attributes: a list's statements then skip the ORM's
+# compiling and loading, and give rows.
+_TASKS = metadata.tables[Task.__tablename__]
+_COLUMNS = _TASKS.c
+_COUNT_COLUMNS = metadata.tables[TaskCount.__tablename__].c
+_LISTED_COLUMNS = [_COLUMNS[name] for name in TaskPublic.model_fields]
 
 # Each key, with the user first and id last, is an index (models.Task): a page is read in
 # order and the scan stops at the limit. The keys must stay the indexed expressions. Built
 # once: SQL expressions are immutable, and building the CASE costs every list request.
 _SORT_KEYS: dict[str, SQLColumnExpression[Any]] = {
-    "created_at": col(Task.created_at),
-    "updated_at": col(Task.updated_at),
-    "due_date": col(Task.due_date),
-    "priority": priority_rank(col(Task.priority)),
-    "title": func.lower(col(Task.title)),
+    "created_at": _COLUMNS.created_at,
+    "updated_at": _COLUMNS.updated_at,
+    "due_date": _COLUMNS.due_date,
+    "priority": priority_rank(_COLUMNS.priority),
+    "title": func.lower(_COLUMNS.title),
 }
 
 
 def _ordering(query: TaskListQuery) -> list[UnaryExpression[Any]]:
     key = _SORT_KEYS[query.sort]
     if query.direction == "asc":
-        first, tie_break = key.asc(), col(Task.id).asc()
+        first, tie_break = key.asc(), _COLUMNS.id.asc()
     else:
-        first, tie_break = key.desc(), col(Task.id).desc()
+        first, tie_break = key.desc(), _COLUMNS.id.desc()
     # Only due_date can be NULL; tasks without one come last in either direction.
     return [first.nulls_last() if query.sort == "due_date" else first, tie_break]

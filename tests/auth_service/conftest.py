@@ -14,13 +14,15 @@ from pydantic import SecretStr
 from auth_service.app import create_app
 from auth_service.models import metadata
 from auth_service.settings import AuthSettings
+from shared.deps import service_state
 from tests.support.databases import Backend, drop_schema, empty_tables, unique_schema
-from tests.support.tokens import SECRET_KEY
+from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY
 
 
 def auth_settings(backend: Backend, **overrides: Any) -> AuthSettings:
     values: dict[str, Any] = {
         "secret_key": SecretStr(SECRET_KEY),
+        "better_auth_secret": SecretStr(BETTER_AUTH_SECRET),
         "database_url": backend.secret_url,
         "data_dir": backend.data_dir,
         "auth_db_schema": unique_schema("auth"),
@@ -47,4 +49,4 @@ async def client(auth_app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
     transport = httpx2.ASGITransport(app=auth_app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://auth.test") as client:
         yield client
-    await empty_tables(auth_app.state.database, metadata)
+    await empty_tables(service_state(auth_app).database, metadata)

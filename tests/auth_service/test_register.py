@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlmodel import select
 
 from auth_service.models import User
+from shared.deps import service_state
 from tests.support.tokens import bearer
 
 GOOD = {"email": "ada@example.com", "password": "correct horse", "name": "Ada"}
@@ -33,7 +34,7 @@ async def test_register_signs_the_new_user_in(client: httpx2.AsyncClient) -> Non
     assert body["user"]["name"] == "Ada"
     me = await client.get("/api/users/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
-    assert me.json() == body["user"]
+    assert me.json() == {**body["user"], "identity_source": "account"}
 
 
 async def test_name_is_optional_and_blank_means_none(client: httpx2.AsyncClient) -> None:
@@ -62,7 +63,7 @@ async def test_concurrent_registrations_of_one_email_create_one_account(
     responses = await asyncio.gather(*(client.post("/auth/register", json=GOOD) for _ in range(5)))
 
     assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409]
-    async with auth_app.state.database.sessionmaker() as session:
+    async with service_state(auth_app).database.sessionmaker() as session:
         users = (await session.exec(select(User))).all()
     assert [u.email for u in users] == ["ada@example.com"]
 
@@ -126,7 +127,22 @@ async def test_password_is_stored_as_an_argon2_hash(
 ) -> None:
     await client.post("/auth/register", json=GOOD)
 
-    async with auth_app.state.database.sessionmaker() as session:
+    async with service_state(auth_app).database.sessionmaker() as session:
         user = (await session.exec(select(User))).one()
     assert user.hashed_password.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert GOOD["password"] not in user.hashed_password
+
+
+async def test_trailing_slashes_are_served_as_without_them(client: httpx2.AsyncClient) -> None:
+    registered = await client.post(
+        "/auth/register/", json={"email": "slash@example.com", "password": "correct horse"}
+    )
+    signed_in = await client.post(
+        "/auth/login/", json={"email": "slash@example.com", "password": "correct horse"}
+    )
+    token = signed_in.json()["access_token"]
+    me = await client.get("/api/users/me/", headers={"Authorization": f"Bearer {token}"})
+
+    assert registered.status_code == 201
+    assert signed_in.status_code == 200
+    assert me.json()["email"] == "slash@example.com"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import httpx2
@@ -129,9 +130,13 @@ def test_a_visitor_uses_the_app_end_to_end(browser: Browser) -> None:
     expect(_status(page)).to_have_text("Deleted “Call the plumber”.")
     expect(page.locator("#count")).to_have_text("2 tasks, showing 1 to 2")
 
+    page.get_by_role("button", name="Clear completed").click()
+    expect(_status(page)).to_have_text("Cleared 1 completed task.")
+    expect(page.locator("#list .title")).to_have_text(["Write the final report"])
+
     page.reload()
     expect(page.locator("#account-email")).to_have_text(email)
-    expect(page.locator("#list .title")).to_have_text(["Write the final report", "Buy milk"])
+    expect(page.locator("#list .title")).to_have_text(["Write the final report"])
 
     page.get_by_role("button", name="Sign out").click()
     expect(_status(page)).to_have_text("Signed out.")
@@ -217,6 +222,24 @@ def test_an_expired_token_is_refreshed_once_and_the_request_retried(browser: Bro
     assert len(refreshes) == 1
     # Chromium logs the staged 401 itself; nothing else went wrong.
     assert [problem for problem in browser.problems if "(Unauthorized)" not in problem] == []
+
+
+def test_the_access_token_is_refreshed_before_it_expires(browser: Browser) -> None:
+    page = browser.new_page()
+    page.clock.install()  # the page's timers and Date, moved on by the test
+    _sign_up(page, _email())
+    refreshes: list[str] = []
+    page.on("request", lambda r: refreshes.append(r.url) if "/auth/refresh" in r.url else None)
+
+    # A minute before the 15-minute access token expires.
+    page.clock.run_for("13:00")
+    assert refreshes == []
+    with page.expect_response("**/auth/refresh") as refreshed:
+        page.clock.run_for("01:01")
+    assert refreshed.value.status == 200
+    _add_task(page, "With the new token", priority="low", tags="")
+    assert len(refreshes) == 1
+    assert browser.problems == []
 
 
 def test_two_tabs_reloading_together_both_stay_signed_in(browser: Browser, stack: Stack) -> None:
@@ -369,3 +392,32 @@ def test_a_site_not_named_in_frame_ancestors_cannot_frame_the_app(
     expect(page.get_by_role("heading", name="Space")).to_be_visible()
     expect(page.frame_locator("iframe").get_by_role("button", name="Sign up")).to_have_count(0)
     assert any("frame-ancestors" in problem for problem in browser.problems), browser.problems
+
+
+def _until_healthy(stack: Stack, within: float = 30) -> None:
+    # Stack.wait_healthy runs an event loop, which Playwright's own loop in this thread forbids.
+    deadline = time.monotonic() + within
+    with stack.client() as client:
+        while client.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, "the stack did not recover"
+            time.sleep(0.2)
+
+
+def test_a_service_that_is_down_is_explained(browser: Browser, stack: Stack) -> None:
+    page = browser.new_page()
+    _sign_up(page, _email())
+    stack.supervisorctl("stop", "tasks")
+    try:
+        form = page.locator("#add-form")
+        form.get_by_label("Title").fill("While it is down")
+        form.get_by_role("button", name="Add task").click()
+        expect(_status(page)).to_have_text(
+            "The service is unavailable right now. Try again in a moment."
+        )
+    finally:
+        stack.supervisorctl("start", "tasks")
+        _until_healthy(stack)
+    form.get_by_role("button", name="Add task").click()
+    expect(_status(page)).to_have_text("Added “While it is down”.")
+    # Chromium logs the failed request itself; nothing else went wrong.
+    assert [problem for problem in browser.problems if "(Bad Gateway)" not in problem] == []

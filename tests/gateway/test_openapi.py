@@ -277,7 +277,9 @@ async def test_merged_document_covers_both_services_and_every_ref_resolves(
         "/health",
         "/auth/register",
         "/auth/login",
+        "/auth/token",
         "/auth/refresh",
+        "/auth/password",
         "/auth/logout",
         "/api/users/me",
         "/api/{user_id}/tasks",
@@ -288,7 +290,7 @@ async def test_merged_document_covers_both_services_and_every_ref_resolves(
     for ref in _all_refs(spec):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
     flow = spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]
-    assert flow["tokenUrl"] == "/auth/login"
+    assert flow["tokenUrl"] == "/auth/token"
     assert docs.status_code == redoc.status_code == 200
     assert "/openapi.json" in docs.text
 

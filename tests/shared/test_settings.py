@@ -98,16 +98,6 @@ def test_development_without_secret_uses_a_loudly_flagged_dev_key() -> None:
     assert "DATABASE_URL is not set" in warnings
 
 
-def test_frontend_secret_is_accepted_alongside_ours_once() -> None:
-    ours = SecretStr("o" * 32)
-
-    same = ServiceSettings(_env_file=None, secret_key=ours, better_auth_secret=ours)
-    other = ServiceSettings(_env_file=None, secret_key=ours, better_auth_secret=SecretStr("f" * 32))
-
-    assert same.verification_secrets == ["o" * 32]
-    assert other.verification_secrets == ["o" * 32, "f" * 32]
-
-
 def test_settings_repr_hides_secrets() -> None:
     settings = ServiceSettings(
         _env_file=None,

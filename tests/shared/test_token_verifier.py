@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -9,21 +10,33 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
 
+from shared.settings import ServiceSettings
 from shared.tokens import (
+    DEFAULT_LEEWAY_SECONDS,
     InvalidTokenError,
     JWKSCache,
+    JWKSKeys,
+    SharedSecrets,
     SigningKeysUnavailableError,
+    SigningSecret,
+    TokenSource,
     TokenVerifier,
+    create_verifier,
 )
 from tests.support.better_auth import FakeBetterAuth, serve_better_auth
 from tests.support.http_server import free_port
 from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY, mint, unsigned
 
 
+def _settings(**values: Any) -> ServiceSettings:
+    return ServiceSettings(_env_file=None, secret_key=SecretStr(SECRET_KEY), **values)
+
+
 @pytest.fixture
 def verifier() -> TokenVerifier:
-    return TokenVerifier([SECRET_KEY], frontend_secret=BETTER_AUTH_SECRET)
+    return create_verifier(_settings(better_auth_secret=SecretStr(BETTER_AUTH_SECRET)))
 
 
 async def test_own_token_names_its_subject(verifier: TokenVerifier) -> None:
@@ -80,7 +93,7 @@ async def test_id_comes_before_userid(verifier: TokenVerifier) -> None:
 
 async def test_with_one_secret_for_both_its_tokens_may_use_id() -> None:
     # Nothing tells the auth service's tokens from the frontend's: both kinds are accepted.
-    shared = TokenVerifier([SECRET_KEY], frontend_secret=SECRET_KEY)
+    shared = create_verifier(_settings(better_auth_secret=SecretStr(SECRET_KEY)))
 
     assert (await shared.verify(mint(SECRET_KEY, sub=None, userId="u-7"))).user_id == "u-7"
     assert (await shared.verify(mint(SECRET_KEY, sub="u-8"))).user_id == "u-8"
@@ -121,19 +134,10 @@ async def test_unacceptable_tokens_are_refused(
 
 
 async def test_frontend_secret_is_only_trusted_when_configured() -> None:
-    ours_only = TokenVerifier([SECRET_KEY])
+    ours_only = create_verifier(_settings())
 
     with pytest.raises(InvalidTokenError):
         await ours_only.verify(mint(BETTER_AUTH_SECRET))
-
-
-async def test_a_frontend_secret_among_the_secrets_gets_no_fallback() -> None:
-    # The auth service lists both secrets as its own: every token must carry `sub` there.
-    strict = TokenVerifier([SECRET_KEY, BETTER_AUTH_SECRET])
-
-    assert (await strict.verify(mint(BETTER_AUTH_SECRET, sub="u-1"))).user_id == "u-1"
-    with pytest.raises(InvalidTokenError):
-        await strict.verify(mint(BETTER_AUTH_SECRET, sub=None, id="u-1"))
 
 
 async def test_eddsa_token_is_refused_without_a_jwks_url(verifier: TokenVerifier) -> None:
@@ -150,13 +154,23 @@ async def better_auth() -> AsyncIterator[tuple[FakeBetterAuth, str]]:
         yield served
 
 
-def _jwks_verifier(url: str, **options: Any) -> TokenVerifier:
+def _with_cache(
+    cache: JWKSCache, *, issuer: str | None = None, audience: str | None = None
+) -> TokenVerifier:
+    """Our own HS256 tokens, and Better Auth's from this cache's JWKS."""
+    own = SigningSecret(SECRET_KEY, TokenSource.AUTH_SERVICE)
     return TokenVerifier(
-        [SECRET_KEY],
-        jwks=JWKSCache(url, min_refresh_interval=0),
-        issuer=options.get("issuer"),
-        audience=options.get("audience"),
+        [
+            SharedSecrets([own], leeway=DEFAULT_LEEWAY_SECONDS),
+            JWKSKeys(cache, issuer=issuer, audience=audience),
+        ]
     )
+
+
+def _jwks_verifier(
+    url: str, *, issuer: str | None = None, audience: str | None = None
+) -> TokenVerifier:
+    return _with_cache(JWKSCache(url, min_refresh_interval=0), issuer=issuer, audience=audience)
 
 
 async def test_better_auth_eddsa_token_verifies_against_its_jwks(
@@ -202,20 +216,53 @@ async def test_a_rotated_in_key_is_fetched_once(
     assert fake.fetches == 2
 
 
+async def test_a_key_rotated_in_moments_after_a_fetch_works_on_its_first_use(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    verifier = _with_cache(JWKSCache(url))  # the default spacing of refetches
+    await verifier.verify(fake.token("k1"))
+
+    fake.add_key("k2")
+    principal = await verifier.verify(fake.token("k2"))
+    await verifier.aclose()
+
+    assert principal.user_id == "ba-user"
+    assert fake.fetches == 2
+
+
 async def test_made_up_key_ids_do_not_cause_a_fetch_per_request(
     better_auth: tuple[FakeBetterAuth, str],
 ) -> None:
     fake, url = better_auth
-    verifier = TokenVerifier([SECRET_KEY], jwks=JWKSCache(url, min_refresh_interval=60))
+    verifier = _with_cache(JWKSCache(url, min_refresh_interval=60))
     await verifier.verify(fake.token("k1"))
-    fake.add_key("k9")
+    impostor = FakeBetterAuth()
+    for kid in ("k7", "k8", "k9", "k10", "k11"):
+        impostor.add_key(kid)
 
-    for _ in range(5):
+    for kid in ("k7", "k8", "k9", "k10", "k11"):
         with pytest.raises(InvalidTokenError):
-            await verifier.verify(fake.token("k9"))
+            await verifier.verify(impostor.token(kid))
     await verifier.aclose()
 
-    assert fake.fetches == 1
+    assert fake.fetches == 2, "one fetch for the first unknown key id, then none for a minute"
+
+
+async def test_concurrent_requests_with_a_new_key_share_one_fetch(
+    better_auth: tuple[FakeBetterAuth, str],
+) -> None:
+    fake, url = better_auth
+    verifier = _with_cache(JWKSCache(url))
+    await verifier.verify(fake.token("k1"))
+    fake.add_key("k2")
+    token = fake.token("k2")
+
+    principals = await asyncio.gather(*(verifier.verify(token) for _ in range(10)))
+    await verifier.aclose()
+
+    assert {p.user_id for p in principals} == {"ba-user"}
+    assert fake.fetches == 2
 
 
 async def test_token_signed_with_another_key_under_a_published_key_id_is_refused(
@@ -264,7 +311,7 @@ async def test_an_unknown_key_id_while_the_jwks_fails_is_an_outage_not_a_bad_tok
 ) -> None:
     fake, url = better_auth
     cache = JWKSCache(url, min_refresh_interval=0)
-    verifier = TokenVerifier([SECRET_KEY], jwks=cache)
+    verifier = _with_cache(cache)
     await verifier.verify(fake.token("k1"))
     fake.add_key("k2")  # rotated in while the endpoint is down: we cannot tell
     fake.up = False
@@ -282,7 +329,7 @@ async def test_an_unknown_key_id_while_the_jwks_fails_is_an_outage_not_a_bad_tok
 
 async def test_an_unknown_key_id_once_the_jwks_is_unreachable_is_an_outage() -> None:
     async with serve_better_auth("k1") as (fake, url):
-        verifier = TokenVerifier([SECRET_KEY], jwks=JWKSCache(url, min_refresh_interval=0))
+        verifier = _jwks_verifier(url)
         await verifier.verify(fake.token("k1"))
         fake.add_key("k2")
     # The server is gone: its port refuses connections.
@@ -310,7 +357,7 @@ async def test_known_keys_keep_working_while_the_jwks_is_down(
 ) -> None:
     fake, url = better_auth
     cache = JWKSCache(url, ttl=0, min_refresh_interval=0)
-    verifier = TokenVerifier([SECRET_KEY], jwks=cache)
+    verifier = _with_cache(cache)
     await verifier.verify(fake.token("k1"))
 
     fake.up = False

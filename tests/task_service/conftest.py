@@ -13,6 +13,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from shared.deps import service_state
 from task_service.app import create_app
 from task_service.models import Task, metadata
 from task_service.settings import TaskSettings
@@ -62,7 +63,7 @@ async def task_app(backend: Backend) -> AsyncIterator[FastAPI]:
 async def client(task_app: FastAPI) -> AsyncIterator[httpx2.AsyncClient]:
     async with client_for(task_app) as client:
         yield client
-    await empty_tables(task_app.state.database, metadata)
+    await empty_tables(service_state(task_app).database, metadata)
 
 
 def auth(user_id: str = ALICE) -> dict[str, str]:
@@ -109,7 +110,7 @@ async def create_task(
 
 async def insert_tasks(app: FastAPI, *tasks: Task) -> list[int]:
     """Store tasks as given, timestamps included, bypassing the API; returns their ids."""
-    async with app.state.database.sessionmaker() as session:
+    async with service_state(app).database.sessionmaker() as session:
         session.add_all(tasks)
         await session.commit()
     return [task.id for task in tasks if task.id is not None]

@@ -6,6 +6,7 @@ import httpx2
 import pytest
 from fastapi import FastAPI
 
+from shared.deps import service_state
 from tests.task_service.conftest import ALICE, BOB, auth, create_task, tasks_url
 from tests.task_service.test_list_plans import sent_statements
 
@@ -49,7 +50,7 @@ async def test_clearing_is_one_delete_statement(
     for n in range(4):
         await create_task(client, title=f"t{n}", completed=n % 2 == 0)
 
-    with sent_statements(task_app.state.database.engine) as sent:
+    with sent_statements(service_state(task_app).database.engine) as sent:
         response = await client.delete(tasks_url(), params=CLEAR, headers=auth())
 
     assert response.json() == {"deleted": 2}
@@ -81,6 +82,7 @@ async def test_any_other_delete_of_the_collection_is_422_and_deletes_nothing(
     response = await client.delete(tasks_url() + query, headers=auth())
 
     assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
     assert response.json()["detail"][0]["loc"] == ["query", "status"]
     assert await _titles(client) == {"done", "open"}
 
@@ -91,4 +93,5 @@ async def test_clearing_another_users_tasks_is_403(client: httpx2.AsyncClient) -
     response = await client.delete(tasks_url(BOB), params=CLEAR, headers=auth(ALICE))
 
     assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
     assert await _titles(client, BOB) == {"bobs"}

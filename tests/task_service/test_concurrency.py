@@ -9,12 +9,13 @@ import httpx2
 from fastapi import FastAPI
 from sqlmodel import col, func, select
 
+from shared.deps import service_state
 from task_service.models import Task
 from tests.task_service.conftest import ALICE, auth, create_task, tasks_url
 
 
 async def _count_stored(app: FastAPI) -> int:
-    async with app.state.database.sessionmaker() as session:
+    async with service_state(app).database.sessionmaker() as session:
         result = await session.exec(
             select(func.count()).select_from(Task).where(col(Task.user_id) == ALICE)
         )

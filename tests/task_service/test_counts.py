@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlmodel import col, delete, func, select, update
 
 from shared.db import Database, create_database
+from shared.deps import service_state
 from shared.migrations import upgrade_database
 from task_service.app import MIGRATIONS_DIR
 from task_service.models import PRIORITIES, Task, TaskCount
@@ -70,14 +71,14 @@ async def _exact_totals(
     client: httpx2.AsyncClient, app: FastAPI, user_id: str = ALICE
 ) -> dict[Combination, int]:
     """Every listed total, checked against a real count; returned for further checks."""
-    counted = await _counted_totals(app.state.database, user_id)
+    counted = await _counted_totals(service_state(app).database, user_id)
     assert await _listed_totals(client, user_id) == counted
     return counted
 
 
 async def _set_kept_count(app: FastAPI, priority: str, completed: bool, count: int) -> None:
     """Overwrite one of Alice's kept counts, as a write with the triggers off would leave it."""
-    async with app.state.database.sessionmaker() as session:
+    async with service_state(app).database.sessionmaker() as session:
         await session.exec(
             update(TaskCount)
             .where(
@@ -200,7 +201,7 @@ async def test_missing_counts_fall_back_to_counting(
 ) -> None:
     for n, priority in enumerate(PRIORITIES * 2):
         await create_task(client, title=f"t{n}", priority=priority, completed=n == 0)
-    async with task_app.state.database.sessionmaker() as session:
+    async with service_state(task_app).database.sessionmaker() as session:
         await session.exec(delete(TaskCount))
         await session.commit()
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlmodel import col, func, select
 
+from shared.deps import service_state
 from task_service.models import PRIORITIES, TaskCount
 from tests.support.databases import Backend
 from tests.task_service.conftest import create_task
@@ -26,17 +27,17 @@ def backend(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Back
 async def test_truncate_then_recount_leaves_exact_counts(
     client: httpx2.AsyncClient, task_app: FastAPI
 ) -> None:
-    schema = task_app.state.database.schema
+    schema = service_state(task_app).database.schema
     for priority in PRIORITIES:
         await create_task(client, priority=priority, completed=True)
-    async with task_app.state.database.engine.begin() as connection:
+    async with service_state(task_app).database.engine.begin() as connection:
         await connection.execute(text(f'TRUNCATE "{schema}".tasks'))
 
     await create_task(client, priority="low")
     await create_task(client, priority="low")
     assert (await _exact_totals(client, task_app))["all", None] == 2
 
-    async with task_app.state.database.engine.begin() as connection:
+    async with service_state(task_app).database.engine.begin() as connection:
         await connection.execute(text(f'SELECT "{schema}".recount_tasks()'))
 
     assert (await _exact_totals(client, task_app))["pending", "low"] == 2
@@ -45,9 +46,9 @@ async def test_truncate_then_recount_leaves_exact_counts(
 async def test_recount_repairs_counts_after_writes_without_triggers(
     client: httpx2.AsyncClient, task_app: FastAPI
 ) -> None:
-    schema = task_app.state.database.schema
+    schema = service_state(task_app).database.schema
     await create_task(client, priority="high")
-    async with task_app.state.database.engine.begin() as connection:
+    async with service_state(task_app).database.engine.begin() as connection:
         await connection.execute(text(f'ALTER TABLE "{schema}".tasks DISABLE TRIGGER USER'))
         await connection.execute(
             text(
@@ -58,15 +59,15 @@ async def test_recount_repairs_counts_after_writes_without_triggers(
             )
         )
         await connection.execute(text(f'ALTER TABLE "{schema}".tasks ENABLE TRIGGER USER'))
-    async with task_app.state.database.sessionmaker() as session:
+    async with service_state(task_app).database.sessionmaker() as session:
         stale = (await session.exec(select(func.sum(col(TaskCount.count))))).one()
     assert stale == 1, "the triggers were off: the counts missed the insert"
 
-    async with task_app.state.database.engine.begin() as connection:
+    async with service_state(task_app).database.engine.begin() as connection:
         await connection.execute(text(f'SELECT "{schema}".recount_tasks()'))
 
     # Read back without a real count to fall back on: the rows alone must be right.
-    async with task_app.state.database.sessionmaker() as session:
+    async with service_state(task_app).database.sessionmaker() as session:
         rows = (await session.exec(select(TaskCount))).all()
     assert {(row.priority, row.completed): row.count for row in rows} == {
         (priority, completed): 2 + (priority == "high" and not completed)

@@ -101,3 +101,15 @@ async def test_unknown_and_read_only_fields_in_a_new_task_are_ignored(
     assert task["user_id"] == ALICE
     assert not task["created_at"].startswith("2001")
     assert "colour" not in task
+
+
+async def test_trailing_slashes_are_served_as_without_them(client: httpx2.AsyncClient) -> None:
+    created = await client.post(f"{tasks_url()}/", json={"title": "slashed"}, headers=auth())
+    task_id = created.json()["id"]
+    read = await client.get(f"{tasks_url(task_id=task_id)}/", headers=auth())
+    listed = await client.get(f"{tasks_url()}/", headers=auth())
+
+    assert created.status_code == 201
+    assert read.status_code == 200
+    assert read.json()["title"] == "slashed"
+    assert listed.headers["x-total-count"] == "1"

@@ -212,6 +212,7 @@ async def test_a_bad_cursor_is_422(
     response = await client.get(tasks_url(), params={**params, "cursor": cursor}, headers=auth())
 
     assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
     assert [error["loc"] for error in response.json()["detail"]] == [["query", "cursor"]]
 
 
@@ -233,6 +234,7 @@ async def test_a_cursor_of_another_sort_or_with_an_offset_is_422(
     response = await client.get(tasks_url(), params={**params, "cursor": cursor}, headers=auth())
 
     assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
     assert "cursor" in response.json()["detail"][0]["msg"]
 
 

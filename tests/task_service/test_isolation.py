@@ -18,6 +18,7 @@ async def test_another_users_path_is_403(
     response = await client.request(method, path, json=body, headers=auth(BOB))
 
     assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
     assert isinstance(response.json()["detail"], str)
 
 
@@ -25,6 +26,7 @@ async def test_user_ids_are_compared_exactly(client: httpx2.AsyncClient) -> None
     response = await client.get(tasks_url("Alice"), headers=auth(ALICE))
 
     assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
 
 
 @pytest.mark.parametrize(

@@ -273,6 +273,7 @@ async def test_bad_query_parameters_are_422(
     response = await client.get(tasks_url(), params=params, headers=auth())
 
     assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
     name = next(iter(params))
     assert [error["loc"] for error in response.json()["detail"]] == [["query", name]]
 
@@ -286,6 +287,7 @@ async def test_a_repeated_parameter_is_422_not_its_last_value(
     response = await client.get(f"{tasks_url()}?{query}", headers=auth())
 
     assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
     name = query.split("=", 1)[0]
     assert [error["loc"] for error in response.json()["detail"]] == [["query", name]]
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.deps import service_state
 from task_service.models import PRIORITIES, Task
 from tests.task_service.conftest import ALICE, BOB, auth, insert_tasks, tasks_url
 
@@ -101,7 +102,7 @@ SORTS = ["created_at", "updated_at", "due_date", "priority", "title"]
 async def test_a_page_of_every_sort_is_read_in_index_order(
     client: httpx2.AsyncClient, task_app: FastAPI, sort: str, order: str
 ) -> None:
-    engine: AsyncEngine = task_app.state.database.engine
+    engine: AsyncEngine = service_state(task_app).database.engine
     params: dict[str, str | int] = {"sort": sort, "order": order, "limit": PAGE}
 
     with sent_statements(engine) as sent:
@@ -110,7 +111,7 @@ async def test_a_page_of_every_sort_is_read_in_index_order(
     assert len(response.json()) == PAGE
     ((statement, parameters),) = [(s, p) for s, p in sent if "ORDER BY" in s]
 
-    if task_app.state.database.kind == "postgresql":
+    if service_state(task_app).database.kind == "postgresql":
         plan = await _postgres_plan(engine, statement, parameters)
         assert f"Index Scan rows={PAGE}" in plan, plan
     else:
@@ -128,7 +129,7 @@ DEEP = 35  # tasks before the deep page: seven pages of PAGE
 async def test_a_deep_cursor_page_reads_no_more_rows_than_the_first(
     client: httpx2.AsyncClient, task_app: FastAPI, sort: str, order: str
 ) -> None:
-    engine: AsyncEngine = task_app.state.database.engine
+    engine: AsyncEngine = service_state(task_app).database.engine
     params: dict[str, str | int] = {"sort": sort, "order": order}
     skipped = await client.get(tasks_url(), params={**params, "limit": DEEP}, headers=auth())
     cursor = skipped.headers["x-next-cursor"]
@@ -144,7 +145,7 @@ async def test_a_deep_cursor_page_reads_no_more_rows_than_the_first(
     assert 1 <= len(pages) <= (2 if sort == "due_date" else 1)
 
     for statement, parameters in pages:
-        if task_app.state.database.kind == "postgresql":
+        if service_state(task_app).database.kind == "postgresql":
             plan = await _postgres_plan(engine, statement, parameters)
             # Each scan starts at the cursor: it reads the page, not the DEEP rows before it.
             scans = [step for step in plan if step.startswith("Index")]

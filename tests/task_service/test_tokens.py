@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+import shared.auth
+from shared.auth import RefusalLog
 from tests.support.better_auth import FakeBetterAuth, serve_better_auth
 from tests.support.databases import Backend
 from tests.support.http_server import free_port
@@ -70,29 +73,100 @@ async def test_malformed_credentials_are_401(
     _assert_unauthorized(await client.get(tasks_url(), headers=headers))
 
 
-REFUSED: list[tuple[str, Callable[[], str]]] = [
-    ("alg-none", lambda: unsigned(sub=ALICE)),
-    ("forged", lambda: mint("wrong-secret-0123456789abcdef-0123456789ab", sub=ALICE)),
-    ("expired", lambda: mint(sub=ALICE, lifetime=-120)),
-    ("no-expiry", lambda: mint(sub=ALICE, exp=None)),
-    ("issued-in-future", lambda: mint(sub=ALICE, iat=int(time.time()) + 3600)),
-    ("refresh-type", lambda: mint(sub=ALICE, type="refresh")),
-    ("no-subject", lambda: mint(sub=None)),
-    ("blank-subject", lambda: mint(sub="   ")),
+# (name, token, why the log says it was refused)
+REFUSED: list[tuple[str, Callable[[], str], str]] = [
+    ("alg-none", lambda: unsigned(sub=ALICE), "unsupported algorithm: alg 'none'"),
+    (
+        "forged",
+        lambda: mint("wrong-secret-0123456789abcdef-0123456789ab", sub=ALICE),
+        "bad signature",
+    ),
+    ("expired", lambda: mint(sub=ALICE, lifetime=-120), "expired"),
+    ("no-expiry", lambda: mint(sub=ALICE, exp=None), "missing claim: exp"),
+    (
+        "issued-in-future",
+        lambda: mint(sub=ALICE, iat=int(time.time()) + 3600),
+        "not yet valid",
+    ),
+    ("refresh-type", lambda: mint(sub=ALICE, type="refresh"), "not an access token: type"),
+    ("no-subject", lambda: mint(sub=None), "no subject"),
+    ("blank-subject", lambda: mint(sub="   "), "bad subject"),
     # Our auth service always writes `sub`: the frontend's fallbacks are not for its tokens.
-    ("own-secret-id-only", lambda: mint(sub=None, id=ALICE)),
-    ("own-secret-userid-only", lambda: mint(sub=None, userId=ALICE)),
-    ("frontend-empty-sub-with-id", lambda: mint(BETTER_AUTH_SECRET, sub="", id=ALICE, type=None)),
-    ("frontend-secret-refresh-type", lambda: mint(BETTER_AUTH_SECRET, sub=ALICE, type="refresh")),
-    ("hs512", lambda: jwt.encode({"sub": ALICE, "exp": time.time() + 60}, "k" * 64, "HS512")),
+    ("own-secret-id-only", lambda: mint(sub=None, id=ALICE), "no subject"),
+    ("own-secret-userid-only", lambda: mint(sub=None, userId=ALICE), "no subject"),
+    (
+        "frontend-empty-sub-with-id",
+        lambda: mint(BETTER_AUTH_SECRET, sub="", id=ALICE, type=None),
+        "bad subject",
+    ),
+    (
+        "frontend-secret-refresh-type",
+        lambda: mint(BETTER_AUTH_SECRET, sub=ALICE, type="refresh"),
+        "not an access token",
+    ),
+    (
+        "hs512",
+        lambda: jwt.encode({"sub": ALICE, "exp": time.time() + 60}, "k" * 64, "HS512"),
+        "unsupported algorithm: alg 'HS512'",
+    ),
 ]
 
 
-@pytest.mark.parametrize("make", [m for _, m in REFUSED], ids=[n for n, _ in REFUSED])
-async def test_unacceptable_tokens_are_401(
-    client: httpx2.AsyncClient, make: Callable[[], str]
+@pytest.fixture
+def refusals(monkeypatch: pytest.MonkeyPatch) -> RefusalLog:
+    """A fresh refusal log, so earlier tests' refusals do not use up its lines."""
+    fresh = RefusalLog()
+    monkeypatch.setattr(shared.auth, "refusal_log", fresh)
+    return fresh
+
+
+def _refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "shared.auth"]
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"), [(m, r) for _, m, r in REFUSED], ids=[n for n, _, _ in REFUSED]
+)
+async def test_unacceptable_tokens_are_401_and_the_log_says_why(
+    client: httpx2.AsyncClient,
+    refusals: RefusalLog,
+    caplog: pytest.LogCaptureFixture,
+    make: Callable[[], str],
+    reason: str,
 ) -> None:
-    _assert_unauthorized(await client.get(tasks_url(), headers=bearer(make())))
+    token = make()
+
+    with caplog.at_level(logging.INFO, logger="shared.auth"):
+        response = await client.get(tasks_url(), headers=bearer(token))
+
+    _assert_unauthorized(response)
+    expired = reason == "expired"
+    assert response.json()["code"] == ("token_expired" if expired else "invalid_token")
+    assert response.json()["detail"] in {"Invalid access token", "The access token has expired"}
+    (line,) = _refusal_lines(caplog)
+    assert line.startswith(f"Token refused: {reason}")
+    assert token not in caplog.text
+    for part in token.split("."):
+        assert not part or part not in caplog.text, "no part of the token reaches the log"
+
+
+async def test_a_flood_of_bad_tokens_logs_a_few_lines_and_counts_the_rest(
+    client: httpx2.AsyncClient,
+    refusals: RefusalLog,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    forged = mint("wrong-secret-0123456789abcdef-0123456789ab", sub=ALICE)
+
+    with caplog.at_level(logging.INFO, logger="shared.auth"):
+        for _ in range(refusals.burst + 25):
+            await client.get(tasks_url(), headers=bearer(forged))
+        monkeypatch.setattr(refusals, "window", 0.0)  # as if the minute had passed
+        await client.get(tasks_url(), headers=bearer(forged))
+
+    lines = _refusal_lines(caplog)
+    assert len(lines) == refusals.burst + 1
+    assert lines[-1].endswith("(and 25 more since the last such line)")
 
 
 async def test_own_auth_service_token_is_accepted(client: httpx2.AsyncClient) -> None:
@@ -202,6 +276,65 @@ async def test_better_auth_token_with_wrong_claims_is_401(
     _assert_unauthorized(response)
 
 
+@pytest.mark.parametrize(
+    ("claims", "logged"),
+    [
+        pytest.param(
+            {"iss": ISSUER + "/", "aud": AUDIENCE},
+            f"wrong issuer: expected '{ISSUER}', got '{ISSUER}/'",
+            id="issuer-with-a-trailing-slash",
+        ),
+        pytest.param(
+            {"iss": ISSUER, "aud": ["https://other.example"]},
+            f"wrong audience: expected '{AUDIENCE}', got ['https://other.example']",
+            id="other-audience",
+        ),
+        pytest.param(
+            {"iss": ISSUER, "aud": AUDIENCE, "exp": None}, "missing claim: exp", id="no-exp"
+        ),
+    ],
+)
+async def test_the_log_names_what_was_expected_and_what_the_token_had(
+    better_auth: tuple[FakeBetterAuth, FastAPI],
+    refusals: RefusalLog,
+    caplog: pytest.LogCaptureFixture,
+    claims: dict[str, Any],
+    logged: str,
+) -> None:
+    fake, app = better_auth
+
+    with caplog.at_level(logging.INFO, logger="shared.auth"):
+        async with client_for(app) as client:
+            response = await client.get(
+                tasks_url("ba-user"), headers=bearer(fake.token("k1", **claims))
+            )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_token"
+    assert _refusal_lines(caplog) == [f"Token refused: {logged}"]
+
+
+async def test_an_unknown_key_id_is_logged_with_the_key_id(
+    better_auth: tuple[FakeBetterAuth, FastAPI],
+    refusals: RefusalLog,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _fake, app = better_auth
+    impostor = FakeBetterAuth()
+    impostor.add_key("made-up")
+
+    with caplog.at_level(logging.INFO, logger="shared.auth"):
+        async with client_for(app) as client:
+            response = await client.get(
+                tasks_url("ba-user"), headers=bearer(impostor.token("made-up", iss=ISSUER))
+            )
+
+    assert response.json()["code"] == "invalid_token"
+    assert _refusal_lines(caplog) == [
+        "Token refused: unknown signing key: kid 'made-up' is not published"
+    ]
+
+
 async def test_eddsa_token_signed_by_an_unpublished_key_is_401(
     better_auth: tuple[FakeBetterAuth, FastAPI],
 ) -> None:
@@ -260,8 +393,6 @@ async def test_unknown_key_id_while_the_jwks_fails_is_a_503(
     async with serve_better_auth("k1") as (fake, jwks_url):
         settings = task_settings(backend, data_dir=tmp_path, better_auth_jwks_url=jwks_url)
         async with running_app(settings) as app, client_for(app) as client:
-            # Refetches are spaced out by default; here the next one may come at once.
-            app.state.token_verifier.jwks.min_refresh_interval = 0
             before = await client.get(tasks_url("ba-user"), headers=bearer(fake.token("k1")))
             fake.add_key("k2")
             fake.up = False

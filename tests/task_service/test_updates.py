@@ -100,6 +100,7 @@ async def test_null_for_a_field_that_cannot_be_empty_is_422_and_changes_nothing(
     )
 
     assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
     assert response.json()["detail"][0]["loc"] == ["body", field]
     assert await _read(client, task["id"]) == task
 
@@ -117,6 +118,7 @@ async def test_put_without_a_body_is_422(client: httpx2.AsyncClient, task: dict[
     response = await client.put(tasks_url(task_id=task["id"]), headers=auth())
 
     assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
     assert await _read(client, task["id"]) == task
 
 
@@ -249,6 +251,7 @@ async def test_updating_a_missing_task_is_404(client: httpx2.AsyncClient, method
     )
 
     assert response.status_code == 404
+    assert response.json()["code"] == "task_not_found"
 
 
 async def test_delete_removes_the_task(client: httpx2.AsyncClient, task: dict[str, Any]) -> None:

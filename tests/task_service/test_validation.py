@@ -19,6 +19,7 @@ async def _post(client: httpx2.AsyncClient, body: Any) -> httpx2.Response:
 
 def _error_locations(response: httpx2.Response) -> list[list[Any]]:
     assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
     detail = response.json()["detail"]
     assert isinstance(detail, list)
     assert all(isinstance(error["msg"], str) for error in detail)
@@ -258,6 +259,7 @@ async def test_the_largest_possible_task_id_is_a_plain_404(
     )
 
     assert response.status_code == 404
+    assert response.json()["code"] == "task_not_found"
 
 
 async def test_a_user_id_longer_than_any_subject_is_422(client: httpx2.AsyncClient) -> None:
@@ -274,3 +276,4 @@ async def test_unstorable_text_in_filters_is_422(
 
     assert [error["loc"][0] for error in response.json()["detail"]] == ["query"]
     assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"

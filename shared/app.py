@@ -1,0 +1,182 @@
+"""The one app factory all three processes are built on.
+
+It fixes what must be the same everywhere: logging, the lifespan (start-up hooks, then
+teardown that runs even when start-up failed), the middleware order, trailing slashes and
+the liveness route. Each process adds its routes, its own middleware and its state: one
+typed object, set here once and read back with `state_of`.
+
+This module imports no ORM: the gateway, which has no database, is built on it too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, FastAPI, Header, Response
+from pydantic import BaseModel, SecretStr
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared import __version__
+from shared.errors import ErrorCode, error_response
+from shared.logging import configure_logging
+from shared.metrics import render_metrics
+from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
+from shared.settings import CommonSettings
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+StateT = TypeVar("StateT")
+
+# Where the process's state lives on `app.state`; only `attach_state` and `state_of` use it.
+_STATE_ATTRIBUTE = "process"
+
+
+class HealthResponse(BaseModel):
+    """Whether a process can serve; `/health` of each process extends it."""
+
+    status: Literal["ok", "unavailable"]
+
+
+liveness_router = APIRouter(tags=["health"])
+
+
+@liveness_router.get("/health/live", response_model=HealthResponse)
+async def liveness() -> HealthResponse:
+    """200 while the process serves requests; checks no dependency (for liveness probes)."""
+    return HealthResponse(status="ok")
+
+
+class TrailingSlashMiddleware:
+    """Serves `/path/` exactly as `/path`, without a redirect.
+
+    Behind a TLS-terminating proxy a redirect would send browsers to `http://`, and clients
+    that add a slash (many do) would otherwise get a 404. `/` itself is left alone.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                # A new scope: the access log (outside) still shows the path as it was sent.
+                scope = {**scope, "path": path.rstrip("/") or "/"}
+                raw_path = scope.get("raw_path")
+                if raw_path:
+                    scope["raw_path"] = raw_path.rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)
+
+
+def attach_state(app: Starlette, state: object) -> None:
+    """Give the app its state; once only, so no two parts of a process can disagree."""
+    if hasattr(app.state, _STATE_ATTRIBUTE):
+        raise RuntimeError("the app's state is already set")
+    setattr(app.state, _STATE_ATTRIBUTE, state)
+
+
+def state_of(app: Starlette, kind: type[StateT]) -> StateT:
+    """The state the factory set on `app`, checked to be a `kind`."""
+    state = getattr(app.state, _STATE_ATTRIBUTE, None)
+    if not isinstance(state, kind):
+        raise TypeError(f"the app's state is {type(state).__name__}, not {kind.__name__}")
+    return state
+
+
+def create_base_app(
+    *,
+    name: str,
+    title: str,
+    description: str,
+    settings: CommonSettings,
+    state: object,
+    routers: Sequence[APIRouter],
+    startup: Sequence[Hook] = (),
+    shutdown: Sequence[Hook] = (),
+    middleware: Sequence[Middleware] = (),
+    inner_middleware: Sequence[Middleware] = (),
+    openapi_tags: list[dict[str, Any]] | None = None,
+    docs: bool = True,
+    metrics_token: SecretStr | None = None,
+    public_metrics: bool = True,
+) -> FastAPI:
+    """A FastAPI app with what every process shares.
+
+    `startup` hooks run in order at start-up; `shutdown` hooks run in order at teardown, each
+    one even if another failed (its error is logged), and also when start-up failed (what the
+    factory opened must be closed either way).
+
+    Requests meet RequestContext (request id, access log) first, then the trailing-slash
+    rewrite, then `middleware` (outermost first), then the 500 for unhandled errors, then
+    `inner_middleware`, whose failures that 500 therefore covers. `docs=False` leaves out
+    `/docs`, `/redoc` and `/openapi.json` (the gateway serves its own).
+
+    `/metrics` answers anyone when `public_metrics` (a service, on its own port); otherwise
+    only `Authorization: Bearer <metrics_token>`, and 404 while no token is set.
+    """
+    configure_logging(settings.log_level, name, settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            for start in startup:
+                await start()
+            yield
+        finally:
+            for close in shutdown:
+                try:
+                    await close()
+                except Exception:  # logged, so the next steps and the original error go on
+                    logger.exception("Shutdown step %s failed", close.__qualname__)
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=__version__,
+        lifespan=lifespan,
+        openapi_tags=openapi_tags,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        # TrailingSlashMiddleware serves both spellings; a redirect would leave TLS.
+        redirect_slashes=False,
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(TrailingSlashMiddleware),
+            *middleware,
+            # Inside the others, so its 500 still gets the request id and their headers.
+            Middleware(UnhandledErrorMiddleware),
+            *inner_middleware,
+        ],
+    )
+    attach_state(app, state)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(liveness_router)
+    app.include_router(_metrics_router(metrics_token, public=public_metrics))
+    return app
+
+
+def _metrics_router(token: SecretStr | None, *, public: bool) -> APIRouter:
+    router = APIRouter()
+    expected = f"Bearer {token.get_secret_value()}".encode() if token else None
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus metrics of this process."""
+        if not public:
+            given = (authorization or "").encode()
+            # Not 401: where metrics are closed, the public sees no such route at all.
+            if expected is None or not hmac.compare_digest(given, expected):
+                return error_response(ErrorCode.NOT_FOUND, "Not Found")
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
+
+    return router
