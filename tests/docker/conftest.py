@@ -1,16 +1,19 @@
 """The image, built from the repository's Dockerfile on a daemon of the suite's own.
 
 Skipped outside CI when Docker cannot run here (not root, no apt-get); under CI=true that is
-a failure. The first run makes the stand-in base image (a few minutes, then cached).
+a failure. These tests run last, and what they need (the tools, the daemon, the stand-in
+base, the image) is made in the background from the end of collection on, while the rest
+of the suite runs. The first run makes the stand-in base image (a few minutes, then cached).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from tests.docker.stand_in import ensure_stand_in, pip_build_args
 from tests.support.http_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 IMAGE = "todo-backend:test"
 START_SECONDS = 90
@@ -29,25 +33,88 @@ START_SECONDS = 90
 HEALTH_FLAGS = ("--health-interval=1s", "--health-start-period=60s")
 
 
-@pytest.fixture(scope="session")
-def daemon() -> Iterator[Daemon]:
-    try:
-        with running_daemon() as started:
-            yield started
-    except DockerUnavailableError as exc:
-        if IN_CI:
-            pytest.fail(f"CI=true but Docker cannot run: {exc}")
-        pytest.skip(f"Docker cannot run here: {exc}")
-
-
-@pytest.fixture(scope="session")
-def image(daemon: Daemon) -> str:
+def build_image(daemon: Daemon) -> str:
     """The repository's Dockerfile built on the stand-in base."""
     base = ensure_stand_in(daemon)
     build_args = [f"--build-arg=BASE_IMAGE={base}"]
     build_args += [f"--build-arg={name}={value}" for name, value in pip_build_args().items()]
     daemon.run("build", "--network=host", *build_args, "--tag", IMAGE, str(ROOT), timeout=900)
     return IMAGE
+
+
+class Preparation:
+    """The daemon and the image, made in a thread of their own."""
+
+    def __init__(self) -> None:
+        self._resources = contextlib.ExitStack()
+        self._thread = threading.Thread(target=self._prepare, name="docker-preparation")
+        self.daemon: Daemon | None = None
+        self.image: str | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _prepare(self) -> None:
+        try:
+            self.daemon = self._resources.enter_context(running_daemon())
+            self.image = build_image(self.daemon)
+        except BaseException as exc:  # handed to the tests that need what failed
+            self.error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def close(self) -> None:
+        """Stop the daemon and remove everything it made."""
+        self._thread.join()
+        self._resources.close()
+
+
+_preparation: Preparation | None = None
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they deselect
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    global _preparation  # noqa: PLW0603 (one preparation per test session)
+    ours = [item for item in items if HERE in item.path.parents]
+    if not ours or config.option.collectonly or _preparation is not None:
+        return
+    items[:] = [item for item in items if HERE not in item.path.parents] + ours
+    _preparation = Preparation()
+    _preparation.start()
+
+
+def pytest_sessionfinish() -> None:
+    if _preparation is not None:
+        _preparation.close()
+
+
+def _prepared() -> Preparation:
+    assert _preparation is not None, "started when these tests were collected"
+    _preparation.wait()
+    return _preparation
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Daemon:
+    preparation = _prepared()
+    if preparation.daemon is None:
+        if isinstance(preparation.error, DockerUnavailableError):
+            if IN_CI:
+                pytest.fail(f"CI=true but Docker cannot run: {preparation.error}")
+            pytest.skip(f"Docker cannot run here: {preparation.error}")
+        raise AssertionError("the Docker daemon did not start") from preparation.error
+    return preparation.daemon
+
+
+@pytest.fixture(scope="session")
+def image(daemon: Daemon) -> str:
+    """The repository's Dockerfile built on the stand-in base."""
+    preparation = _prepared()
+    if preparation.image is None:
+        raise AssertionError("the image was not built") from preparation.error
+    return preparation.image
 
 
 @dataclass
