@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import sys
 import tempfile
 import urllib.error
@@ -40,15 +39,13 @@ DEFAULTS = {
 }
 PORT_VARIABLES = ("PORT", "AUTH_SERVICE_PORT", "TASK_SERVICE_PORT")
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
-# Left in SUPERVISOR_RUN_DIR by the FATAL listener, for the exit status.
-FATAL_MARKER = "fatal"
 
 
 def prepare_environment(env: MutableMapping[str, str], env_file: Path = ROOT / ".env") -> list[str]:
     """Fill in what the stack needs and was not given; return notes for the operator."""
     from dotenv import dotenv_values
 
-    from shared.settings import default_data_dir
+    from shared.settings import default_data_dir, unusable_persistent_storage
 
     # `.env` first: the defaults below would otherwise land in the environment, where they
     # beat `.env` in every service's settings. Real variables still win, as they do there.
@@ -60,9 +57,17 @@ def prepare_environment(env: MutableMapping[str, str], env_file: Path = ROOT / "
         env.setdefault(name, value)
     env.setdefault("AUTH_SERVICE_URL", f"http://127.0.0.1:{env['AUTH_SERVICE_PORT']}")
     env.setdefault("TASK_SERVICE_URL", f"http://127.0.0.1:{env['TASK_SERVICE_PORT']}")
+    if "DATA_DIR" not in env and (problem := unusable_persistent_storage()):
+        notes.append(f"WARNING: {problem}.")
     data_dir = Path(env.setdefault("DATA_DIR", str(default_data_dir())))
     if not env.get("SECRET_KEY") and env.get("APP_ENV", "development") != "production":
-        env["SECRET_KEY"] = _persistent_secret(data_dir)
+        try:
+            env["SECRET_KEY"] = _persistent_secret(data_dir)
+        except OSError as exc:
+            raise SystemExit(
+                f"Invalid configuration: DATA_DIR: cannot keep the signing key in {data_dir} "
+                f"({exc.strerror or exc}); set DATA_DIR to a writable directory, or SECRET_KEY"
+            ) from None
         notes.append(
             f"SECRET_KEY is not set: using a random key kept in {data_dir / SECRET_KEY_FILE}. "
             "Set SECRET_KEY yourself to share it with other deployments."
@@ -161,6 +166,8 @@ def run_supervisord() -> int:
     """
     from supervisor import supervisord
 
+    from shared.supervision import FATAL_MARKER
+
     marker = Path(os.environ["SUPERVISOR_RUN_DIR"]) / FATAL_MARKER
     marker.unlink(missing_ok=True)
     supervisord.main(["-c", str(ROOT / "supervisord.conf")])
@@ -184,12 +191,13 @@ def exit_on_fatal() -> None:
     every program gracefully) and have it exit with a failure."""
     from supervisor import childutils
 
+    from shared.supervision import stop_the_stack
+
     while True:
         headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
         if headers.get("eventname") == "PROCESS_STATE_FATAL":
             print(f"app.py: a program cannot be kept running ({payload})", file=sys.stderr)
-            (Path(os.environ["SUPERVISOR_RUN_DIR"]) / FATAL_MARKER).touch()
-            os.kill(os.getppid(), signal.SIGTERM)
+            stop_the_stack()
         childutils.listener.ok(sys.stdout)
 
 

@@ -25,6 +25,7 @@ from limits.storage import storage_from_string
 
 from auth_service.settings import AuthSettings
 from shared.errors import ApiError, ErrorCode
+from shared.metrics import RATE_LIMITED
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class AuthRateLimiter:
     async def _hit(self, item: RateLimitItem, *identifiers: str) -> None:
         allowed = await self._use_storage(lambda: self.strategy.hit(item, *identifiers), True)
         if not allowed:
+            RATE_LIMITED.labels(identifiers[0]).inc()
             raise RateLimitedError(await self._retry_after(item, *identifiers))
 
     async def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:

@@ -35,6 +35,7 @@ from auth_service.settings import AuthSettings
 from shared.auth import unauthorized
 from shared.deps import SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
+from shared.metrics import LOGIN_FAILURES
 from shared.tokens import InvalidTokenError
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ async def _sign_in(
     await session.commit()
     matches, new_hash = await verify_password(password, user.hashed_password if user else None)
     if user is None or not matches:
+        LOGIN_FAILURES.inc()
         raise unauthorized("Incorrect email or password", code=ErrorCode.INVALID_CREDENTIALS)
     await limiter.clear_failures(email, client)
     if new_hash is not None:

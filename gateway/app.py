@@ -88,4 +88,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # Inside the 500 for unhandled errors: a failure of the proxy gets the API's 500.
         inner_middleware=[Middleware(ProxyDispatchMiddleware, state=state)],
         docs=False,
+        metrics_token=settings.metrics_token,
+        public_metrics=False,
     )

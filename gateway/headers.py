@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import httpx2
+import re
+
 from starlette.types import Scope
 
 # Meaningful for one connection only (RFC 9110 section 7.6.1): never forwarded either way.
@@ -19,7 +20,14 @@ _CORS_PREFIX = b"access-control-"
 _REPLACED_REQUEST = frozenset(
     {b"host", b"x-request-id", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 )
-_DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST
+# The gateway frames the request it sends (it has read the whole body first): the client's
+# framing, possibly malformed or ambiguous, is never relayed; nor is `Expect: 100-continue`,
+# answered already by the gateway's server when it read the body.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+_DROPPED_REQUEST = HOP_BY_HOP | _REPLACED_REQUEST | _FRAMING
+# RFC 9110 section 5.5: whitespace around a field value is not part of it (and the client
+# library refuses to send it).
+_OPTIONAL_WHITESPACE = b" \t"
 # The gateway's server adds its own Date and Server.
 _DROPPED_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
 
@@ -34,12 +42,13 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
-    """The client's headers minus hop-by-hop ones, plus forwarding and request-id headers."""
+    """The client's headers, trimmed, minus hop-by-hop and framing ones, plus forwarding and
+    request-id headers."""
     incoming: list[tuple[bytes, bytes]] = scope["headers"]
     marked = _connection_tokens(incoming)
     dropped = _DROPPED_REQUEST | marked if marked else _DROPPED_REQUEST
     headers = [
-        (name, value)
+        (name, value.strip(_OPTIONAL_WHITESPACE))
         for name, value in incoming
         if name not in dropped and not name.startswith(_PROXY_PREFIX)
     ]
@@ -54,20 +63,29 @@ def request_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
     host = next((value for name, value in incoming if name == b"host"), None)
     if host:
-        headers.append((b"x-forwarded-host", host))
+        headers.append((b"x-forwarded-host", host.strip(_OPTIONAL_WHITESPACE)))
     request_id = scope.get("state", {}).get("request_id")
     if request_id:
         headers.append((b"x-request-id", request_id.encode("ascii")))
     return headers
 
 
-def response_headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
+# RFC 9110 section 5.5: a field value is visible characters, obs-text, spaces and tabs.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def has_control_character(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether any header value holds a character HTTP does not allow in one."""
+    return _CONTROL.search(b"".join(value for _, value in headers)) is not None
+
+
+def response_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
     """The service's headers minus hop-by-hop, Proxy-* and CORS ones, and Date and Server."""
-    raw = [(name.lower(), value) for name, value in response.headers.raw]
-    marked = _connection_tokens(raw)
+    lowered = [(name.lower(), value) for name, value in raw]
+    marked = _connection_tokens(lowered)
     dropped = _DROPPED_RESPONSE | marked if marked else _DROPPED_RESPONSE
     return [
         (name, value)
-        for name, value in raw
+        for name, value in lowered
         if name not in dropped and not name.startswith((_PROXY_PREFIX, _CORS_PREFIX))
     ]

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.proxy import proxy, send_error
 from gateway.state import GatewayState
+from shared.errors import ErrorCode, error_body
 
 
 class ProxyDispatchMiddleware:
@@ -26,16 +27,19 @@ class ProxyDispatchMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             if has_dot_segment(scope["path"]):
-                await send_error(send, 404, "Not Found")
+                await send_error(send, ErrorCode.NOT_FOUND, "Not Found")
                 return
             upstream = self.state.upstream_for(scope["path"])
             if upstream is not None:
+                settings = self.state.settings
                 await proxy(
                     scope,
                     receive,
                     send,
                     upstream=upstream,
-                    max_body_bytes=self.state.settings.max_body_bytes,
+                    max_body_bytes=settings.max_body_bytes,
+                    body_timeout=settings.body_timeout,
+                    max_header_bytes=settings.max_header_bytes,
                 )
                 return
         await self.app(scope, receive, send)
@@ -100,7 +104,9 @@ class JSONCORSMiddleware(CORSMiddleware):
             if name not in {"content-length", "content-type"}
         }
         detail = bytes(response.body).decode()  # "Disallowed CORS origin", for one
-        return JSONResponse({"detail": detail}, status_code=400, headers=headers)
+        return JSONResponse(
+            error_body(ErrorCode.BAD_REQUEST, detail), status_code=400, headers=headers
+        )
 
 
 def cors_origins(entries: list[str]) -> tuple[list[str], str | None]:

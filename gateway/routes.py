@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 from fastapi import APIRouter, Request
@@ -66,6 +66,8 @@ async def root(request: Request) -> Response:
 
 
 class StackHealthResponse(HealthResponse):
+    # "busy": every service is up, and one has every proxied connection in use.
+    status: Literal["ok", "busy", "unavailable"]  # type: ignore[assignment]
     services: dict[str, dict[str, Any]]
 
 
@@ -78,7 +80,11 @@ async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
         return False, {"status": "unreachable"}
     if not isinstance(body, dict):
         return False, {"status": "invalid response"}
-    return response.status_code == 200 and body.get("status") == "ok", body
+    healthy = response.status_code == 200 and body.get("status") == "ok"
+    if healthy and upstream.load.full:
+        # Up, but every proxied connection to it is taken: new requests get 503 busy.
+        body = {**body, "status": "busy", "in_flight": upstream.load.in_flight}
+    return healthy, body
 
 
 @router.get(
@@ -88,14 +94,19 @@ async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
     tags=["gateway"],
 )
 async def health(request: Request) -> JSONResponse:
-    """The gateway and each service, checked in parallel: 200 when all are healthy."""
+    """The gateway and each service, checked in parallel: 200 when all are up.
+
+    A service that is up but has every proxied connection in use is `busy` (still 200: a
+    restart would not help it).
+    """
     state = _state(request)
     (auth_ok, auth), (tasks_ok, tasks) = await asyncio.gather(
         _service_health(state.auth), _service_health(state.tasks)
     )
     healthy = auth_ok and tasks_ok
+    busy = any(service.get("status") == "busy" for service in (auth, tasks))
     body = StackHealthResponse(
-        status="ok" if healthy else "unavailable",
+        status=("busy" if busy else "ok") if healthy else "unavailable",
         services={"gateway": {"status": "ok"}, "auth": auth, "tasks": tasks},
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)

@@ -10,19 +10,22 @@ This module imports no ORM: the gateway, which has no database, is built on it t
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, FastAPI
-from pydantic import BaseModel
+from fastapi import APIRouter, FastAPI, Header, Response
+from pydantic import BaseModel, SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared import __version__
+from shared.errors import ErrorCode, error_response
 from shared.logging import configure_logging
+from shared.metrics import render_metrics
 from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from shared.settings import CommonSettings
 
@@ -101,6 +104,8 @@ def create_base_app(
     inner_middleware: Sequence[Middleware] = (),
     openapi_tags: list[dict[str, Any]] | None = None,
     docs: bool = True,
+    metrics_token: SecretStr | None = None,
+    public_metrics: bool = True,
 ) -> FastAPI:
     """A FastAPI app with what every process shares.
 
@@ -112,8 +117,11 @@ def create_base_app(
     rewrite, then `middleware` (outermost first), then the 500 for unhandled errors, then
     `inner_middleware`, whose failures that 500 therefore covers. `docs=False` leaves out
     `/docs`, `/redoc` and `/openapi.json` (the gateway serves its own).
+
+    `/metrics` answers anyone when `public_metrics` (a service, on its own port); otherwise
+    only `Authorization: Bearer <metrics_token>`, and 404 while no token is set.
     """
-    configure_logging(settings.log_level, name)
+    configure_logging(settings.log_level, name, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -152,4 +160,23 @@ def create_base_app(
     for router in routers:
         app.include_router(router)
     app.include_router(liveness_router)
+    app.include_router(_metrics_router(metrics_token, public=public_metrics))
     return app
+
+
+def _metrics_router(token: SecretStr | None, *, public: bool) -> APIRouter:
+    router = APIRouter()
+    expected = f"Bearer {token.get_secret_value()}".encode() if token else None
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus metrics of this process."""
+        if not public:
+            given = (authorization or "").encode()
+            # Not 401: where metrics are closed, the public sees no such route at all.
+            if expected is None or not hmac.compare_digest(given, expected):
+                return error_response(ErrorCode.NOT_FOUND, "Not Found")
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
+
+    return router

@@ -16,6 +16,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from shared.deps import ServiceStateDep
 from shared.errors import ApiError, ErrorCode
+from shared.metrics import TOKEN_REFUSALS
 from shared.tokens import (
     InvalidTokenError,
     Principal,
@@ -74,10 +75,12 @@ async def get_principal(
 ) -> Principal:
     """The verified caller, or 401 (bad token) / 503 (signing keys unreachable)."""
     if not token:
+        TOKEN_REFUSALS.labels("no token").inc()
         raise unauthorized("Not authenticated")
     try:
         return await state.verifier.verify(token)
     except InvalidTokenError as refusal:
+        TOKEN_REFUSALS.labels(refusal.reason).inc()
         refusal_log.record(refusal)
         if isinstance(refusal, TokenExpiredError):
             raise unauthorized(

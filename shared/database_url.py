@@ -213,3 +213,9 @@ class DatabaseConfig:
     connect_timeout: float = 10.0
     command_timeout: float = 5.0
     pooler: PoolerMode = "auto"
+    # None: `auto` for Neon hosts, `tcp` for every other.
+    transport: Transport | None = None
+    # None: Neon's endpoint, wss://<host>/v2.
+    websocket_url: str | None = None
+    # The SQLite files will not survive a restart (reported by /health).
+    ephemeral: bool = False

@@ -8,7 +8,6 @@ into the service's schema, so the same models run on SQLite, which has none.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.database_transport import Connector
 from shared.database_url import DatabaseConfig, DatabaseKind, DatabaseUrl
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# SQLAlchemy's default number of prepared statements kept per connection.
+_STATEMENT_CACHE_SIZE = 100
+
 # Neon suspends idle computes after about five minutes; recycle pooled connections before that.
 POOL_RECYCLE_SECONDS = 240
 
@@ -46,6 +49,10 @@ class Database:
     kind: DatabaseKind
     schema: str | None
     location: str
+    connector: Connector | None = None
+    pooler: str = "none"
+    # SQLite files that a restart will lose.
+    ephemeral: bool = False
     sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -60,14 +67,30 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.connector is not None:
+            await self.connector.aclose()
+
+    def pool_counts(self) -> dict[str, int]:
+        """The pool's connections now: its size, how many are checked out, the overflow."""
+        pool = self.engine.pool
+        counts = {}
+        for state, read in (
+            ("size", "size"),
+            ("checked_out", "checkedout"),
+            ("overflow", "overflow"),
+        ):
+            method = getattr(pool, read, None)
+            if callable(method):
+                counts[state] = int(method())
+        return counts
 
 
 def create_database(config: DatabaseConfig, *, schema: str, name: str) -> Database:
     """The engine for one service: its PostgreSQL schema, or its own SQLite file."""
     url = config.url
     if url is None:
+        # The directory is made at start-up, where a failure is reported as a setting.
         path = config.data_dir / f"{name}.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
         url = DatabaseUrl(kind="sqlite", database=str(path))
     if url.kind == "sqlite":
         return _create_sqlite(url, config)
@@ -77,30 +100,32 @@ def create_database(config: DatabaseConfig, *, schema: str, name: str) -> Databa
 def _create_postgres(url: DatabaseUrl, config: DatabaseConfig, schema: str) -> Database:
     if url.unused:
         logger.info("DATABASE_URL parameters this service does not use: %s", list(url.unused))
-    connect_args: dict[str, Any] = {
-        "timeout": url.connect_timeout or config.connect_timeout,
-        "command_timeout": config.command_timeout,
-    }
-    if url.sslmode is not None:
-        connect_args["ssl"] = url.sslmode
-    if url.server_settings:
-        connect_args["server_settings"] = dict(url.server_settings)
-    if url.pooler_mode(config.pooler) == "transaction":
-        # PgBouncer may hand each statement of a session to a different server connection:
-        # no statement caches, and statement names that cannot collide across clients.
-        connect_args["statement_cache_size"] = 0
-        connect_args["prepared_statement_cache_size"] = 0
-        connect_args["prepared_statement_name_func"] = _unique_statement_name
+    pooler = url.pooler_mode(config.pooler)
+    connector = Connector(url, config, transaction_pooler=pooler == "transaction")
+    statement_cache_size = 0 if connector.transaction_pooler else _STATEMENT_CACHE_SIZE
+
+    def creator() -> Any:
+        # SQLAlchemy's `async_creator` would drop its own statement-cache options; this is
+        # the form its documentation gives for passing them along.
+        dbapi: Any = engine.sync_engine.dialect.dbapi
+        return dbapi.connect(
+            async_creator_fn=connector.connect,
+            prepared_statement_cache_size=statement_cache_size,
+            prepared_statement_name_func=(
+                connector.statement_name if connector.transaction_pooler else None
+            ),
+        )
+
     engine = create_async_engine(
+        # Names the dialect and, in messages, the database; connections come from `creator`.
         URL.create(
             "postgresql+asyncpg",
             username=url.user,
-            password=url.password,
             host=url.host,
             port=url.port,
             database=url.database,
         ),
-        connect_args=connect_args,
+        creator=creator,
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
         # Waiting for a busy pool is bounded like a query, not like a (cold) connect.
@@ -111,7 +136,9 @@ def _create_postgres(url: DatabaseUrl, config: DatabaseConfig, schema: str) -> D
         hide_parameters=True,
         execution_options={"schema_translate_map": {None: schema}},
     )
-    return Database(engine, "postgresql", schema, url.safe_description)
+    return Database(
+        engine, "postgresql", schema, url.safe_description, connector=connector, pooler=pooler
+    )
 
 
 def _create_sqlite(url: DatabaseUrl, config: DatabaseConfig) -> Database:
@@ -126,7 +153,7 @@ def _create_sqlite(url: DatabaseUrl, config: DatabaseConfig) -> Database:
         hide_parameters=True,
     )
     event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
-    return Database(engine, "sqlite", None, url.safe_description)
+    return Database(engine, "sqlite", None, url.safe_description, ephemeral=config.ephemeral)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
@@ -146,10 +173,6 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 def _unicode_lower(value: object) -> object:
     """lower() for SQLite, folding case as PostgreSQL does in a UTF-8 locale."""
     return value.lower() if isinstance(value, str) else value
-
-
-def _unique_statement_name() -> str:
-    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 # SQLSTATE classes meaning "no usable connection": connection exceptions (08), rejected

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import traceback
 from enum import StrEnum
 from typing import Any
@@ -22,7 +21,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
+
+from shared.metrics import DATABASE_ERRORS
+from shared.route_index import route_index
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class ErrorCode(StrEnum):
     BODY_TOO_LARGE = "body_too_large", 413, "The request body is over the gateway's limit"
     EMAIL_TAKEN = "email_taken", 409, "An account with this email already exists"
     FORBIDDEN = "forbidden", 403, "The token is not for this user's resources"
+    HEADER_TIMEOUT = "header_timeout", 408, "The request headers did not arrive in time"
     HEADERS_TOO_LARGE = "headers_too_large", 431, "The request's headers are too large"
     INTERNAL_ERROR = "internal_error", 500, "An unexpected failure; the log has details"
     INVALID_CREDENTIALS = "invalid_credentials", 401, "Wrong email or password"
@@ -64,6 +66,7 @@ class ErrorCode(StrEnum):
     SERVICE_UNAVAILABLE = "service_unavailable", 503, "Database or signing keys unreachable"
     TASK_NOT_FOUND = "task_not_found", 404, "No such task among the user's"
     TOKEN_EXPIRED = "token_expired", 401, "The access token has expired"
+    TOO_MANY_CONNECTIONS = "too_many_connections", 503, "The server has its most connections open"
     UPSTREAM_BUSY = "upstream_busy", 503, "Every connection to a service is busy"
     UPSTREAM_TIMEOUT = "upstream_timeout", 504, "A service did not answer in time"
     UPSTREAM_UNREACHABLE = "upstream_unreachable", 502, "A service cannot be reached"
@@ -257,10 +260,12 @@ async def database_error(request: Request, exc: Exception) -> JSONResponse:
     from shared.db import is_database_unavailable  # noqa: PLC0415
 
     if is_database_unavailable(exc):
+        DATABASE_ERRORS.labels("unavailable").inc()
         logger.warning("Database unavailable: %s", type(exc).__name__)
         return database_unavailable_response()
     if not isinstance(exc, DBAPIError):
         return await unexpected_error(request, exc)
+    DATABASE_ERRORS.labels("error").inc()
     logger.error(
         "Database error %s (SQLSTATE %s) on %s %s; statement: %s\n%s",
         type(exc.orig).__name__,
@@ -279,27 +284,16 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(ErrorCode.INTERNAL_ERROR, "Internal Server Error")
 
 
-_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
-
-
 def _allowed_methods(app: FastAPI, path: str) -> set[str]:
-    """Every method some route serves at `path`. FastAPI's GET routes do not answer HEAD,
-    so HEAD is named only where a route declares it.
+    """Every method some route serves at `path`.
 
     Starlette's own 405 names only the methods of the first route matching the path, while
     one path often has several routes (GET and POST of a collection).
     """
-    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "method_index", None)
-    if index is None:
-        index = [
-            (compile_path(template)[0], {m.upper() for m in operations if m in _HTTP_METHODS})
-            for template, operations in app.openapi().get("paths", {}).items()
-        ]
-        app.state.method_index = index
     methods: set[str] = set()
-    for pattern, served in index:
-        if pattern.match(path):
-            methods |= served
+    for route in route_index(app):
+        if route.pattern.match(path):
+            methods |= route.methods
     return methods
 
 

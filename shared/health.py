@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from shared.app import HealthResponse
 from shared.database_url import DatabaseKind
+from shared.db import Database
 from shared.deps import ServiceStateDep
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ router = APIRouter(tags=["health"])
 class ServiceHealthResponse(HealthResponse):
     database: Literal["ok", "unavailable"]
     storage: DatabaseKind
+    # True when the data will not survive a restart (SQLite outside persistent storage).
+    storage_ephemeral: bool = False
     warning: str | None = None
 
 
@@ -44,10 +47,18 @@ async def health(state: ServiceStateDep) -> JSONResponse:
         status="ok" if healthy else "unavailable",
         database="ok" if healthy else "unavailable",
         storage=database.kind,
-        warning=(
-            "Embedded SQLite storage: data lives in local files on this machine"
-            if database.kind == "sqlite"
-            else None
-        ),
+        storage_ephemeral=database.ephemeral,
+        warning=_storage_warning(database),
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+
+
+def _storage_warning(database: Database) -> str | None:
+    if database.ephemeral:
+        return (
+            "Ephemeral storage: the SQLite files are not on persistent storage (/data) and "
+            "are lost on restart; set DATA_DIR or DATABASE_URL"
+        )
+    if database.kind == "sqlite":
+        return "Embedded SQLite storage: data lives in local files on this machine"
+    return None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
 
 # Set per request by RequestContextMiddleware; "-" outside a request.
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -23,15 +26,65 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# Control characters a client could put into a logged value (a decoded path, a user agent,
+# an email): written as they came, a newline would start a forged log line and a NUL would
+# corrupt the log. Each is written as a visible escape instead, so nothing is lost.
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+}
+
+
+def escape_control_characters(text: str) -> str:
+    """`text` with every control character (and Unicode line separator) written as `\\xNN`."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class _EscapingFormatter(logging.Formatter):
+    """Escapes control characters in each record's message; tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_control_characters(record.message)
+        return super().formatMessage(record)
+
+
+# Fields of an access line (RequestContextMiddleware passes them as `extra`).
+ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, process, request id, logger, message, and for
+    access lines their fields. JSON escapes every control character, so no value can start
+    a line of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "process": getattr(record, "service", "-"),
+            "request_id": getattr(record, "request_id", "-"),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in ACCESS_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
 class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installs so that reconfiguring replaces only it."""
 
 
-def configure_logging(level: str, service: str) -> None:
-    """Send every logger, uvicorn's included, through one handler on stdout."""
+def configure_logging(level: str, service: str, log_format: str = "text") -> None:
+    """Send every logger, uvicorn's included, through one handler on stdout, as text or
+    (`log_format="json"`) as one JSON object per line."""
     handler = _ServiceHandler(sys.stdout)
     handler.addFilter(_ContextFilter(service))
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    formatter = JSONFormatter() if log_format == "json" else _EscapingFormatter(LOG_FORMAT)
+    handler.setFormatter(formatter)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:

@@ -7,12 +7,16 @@ import re
 import time
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ErrorCode, error_response
 from shared.logging import request_id_var
+from shared.metrics import IN_FLIGHT, observe_request
 
 REQUEST_ID_HEADER = b"x-request-id"
+# Logged for a request whose client went away before its answer was complete (nginx's code).
+CLIENT_CLOSED_REQUEST = 499
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 access_logger = logging.getLogger("access")
@@ -33,7 +37,9 @@ class RequestContextMiddleware:
     """Gives each request an id (kept from the client when sane), echoes it, logs the request.
 
     The id lives in `request_id_var` for log lines and in `scope["state"]["request_id"]` for
-    code that forwards it.
+    code that forwards it. HEAD is answered as GET without the body, so every GET route
+    serves it. A client that hangs up before its answer is complete is logged as 499, the
+    status nginx uses for it: the server did nothing wrong.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -48,27 +54,59 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
+        method = scope["method"]
+        head = method == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
         status = 500
+        complete = client_left = False
+
+        async def receive_watching() -> Message:
+            nonlocal client_left
+            message = await receive()
+            if message["type"] == "http.disconnect" and not complete:
+                # Whatever the app answers after this (a 400 for a body cut short, say)
+                # reaches no one.
+                client_left = True
+            return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
                 headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body":
+                complete = not message.get("more_body", False)
+                if head:
+                    # The headers (Content-Length included) stay those of the GET.
+                    if not complete:
+                        return
+                    message = {"type": "http.response.body", "body": b""}
             await send(message)
 
+        IN_FLIGHT.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_watching, send_with_id)
         finally:
+            IN_FLIGHT.dec()
+            seconds = time.perf_counter() - started
+            logged_status = CLIENT_CLOSED_REQUEST if client_left else status
+            observe_request(scope, method, logged_status, seconds)
             # The path only: query strings can carry user input that has no place in logs.
             access_logger.info(
                 "%s %s %d %.1fms",
-                scope["method"],
+                method,
                 scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
+                logged_status,
+                seconds * 1000,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "status": logged_status,
+                    "duration_ms": round(seconds * 1000, 1),
+                },
             )
             request_id_var.reset(token)
 
@@ -98,6 +136,10 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking_start)
+        except ClientDisconnect:
+            # Nobody is left to answer, and nothing went wrong here: RequestContextMiddleware
+            # logs the request as 499.
+            logger.info("Client left during %s %s", scope["method"], scope["path"])
         except Exception:
             logger.exception("Unhandled error on %s %s", scope["method"], scope["path"])
             if started:

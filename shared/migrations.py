@@ -162,6 +162,9 @@ def _run(connection: Connection, metadata: MetaData, schema: str | None) -> None
 
 
 async def _run_from_cli(metadata: MetaData, database: Database) -> None:
+    if database.kind == "sqlite":
+        # The services make it at start-up; the CLI may run first.
+        Path(database.location).parent.mkdir(parents=True, exist_ok=True)
     try:
         async with database.engine.connect() as connection:
             await _prepare(connection, database)

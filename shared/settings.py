@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.database_url import DatabaseConfig, parse_database_url
+from shared.database_url import DatabaseConfig, PoolerMode, Transport, parse_database_url
 from shared.validators import blank_to_none
 
 AppEnv = Literal["development", "production"]
@@ -75,15 +75,49 @@ DatabaseUrl = Annotated[
 ]
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
-def default_data_dir(persistent: Path = Path("/data")) -> Path:
+# Persistent storage on a Hugging Face Space (and the conventional volume in a container).
+PERSISTENT_DATA_DIR = Path("/data")
+
+
+def _writable_directory(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+def default_data_dir(persistent: Path | None = None) -> Path:
     """`/data` when it is a writable directory (persistent storage on a Space), else `./data`."""
-    if persistent.is_dir() and os.access(persistent, os.W_OK):
+    persistent = persistent or PERSISTENT_DATA_DIR
+    if _writable_directory(persistent):
         return persistent
     return Path("data").resolve()
+
+
+def unusable_persistent_storage(persistent: Path | None = None) -> str | None:
+    """Why `/data` exists but cannot hold the data, or None."""
+    persistent = persistent or PERSISTENT_DATA_DIR
+    if not persistent.exists() or _writable_directory(persistent):
+        return None
+    return (
+        f"{persistent} exists but is not a writable directory: data goes to "
+        f"{default_data_dir(persistent)} instead, which is lost when the container restarts. "
+        f"Make {persistent} writable for this user, or set DATA_DIR to persistent storage"
+    )
+
+
+def storage_is_ephemeral(data_dir: Path, persistent: Path | None = None) -> bool:
+    """SQLite files outside the persistent volume, where one was expected (an unusable
+    `/data`, or a Space, whose disk is reset on every restart)."""
+    persistent = persistent or PERSISTENT_DATA_DIR
+    if data_dir.resolve().is_relative_to(persistent):
+        return False
+    return unusable_persistent_storage(persistent) is not None or bool(os.environ.get("SPACE_ID"))
 
 
 class CommonSettings(BaseSettings):
@@ -95,6 +129,12 @@ class CommonSettings(BaseSettings):
 
     app_env: AppEnv = "development"
     log_level: Annotated[LogLevel, BeforeValidator(_upper)] = "INFO"
+    # `json`: one JSON object per line, for log shippers; `text`: for people.
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    # What this process's HTTP server accepts from any client (shared/server.py).
+    max_header_bytes: int = Field(default=32_768, ge=1_024, le=1_048_576)
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    max_connections: int = Field(default=2_048, ge=1, le=1_000_000)
 
     @property
     def is_production(self) -> bool:
@@ -122,6 +162,13 @@ class ServiceSettings(CommonSettings):
     # stalls is a 503 in seconds.
     db_connect_timeout: float = Field(default=10.0, gt=0, le=120)
     db_command_timeout: float = Field(default=5.0, gt=0, le=600)
+    # What sits between the services and PostgreSQL; `auto` recognises Neon's `-pooler`
+    # hosts and Supavisor. Set it when a pooler is reached by IP address or a DNS alias.
+    db_pooler: PoolerMode = "auto"
+    # `websocket` carries connections over wss://<host>/v2 (port 443) where port 5432 is
+    # closed; unset means `auto` for Neon hosts and `tcp` for the rest.
+    database_transport: Annotated[Transport | None, BeforeValidator(blank_to_none)] = None
+    database_websocket_url: Annotated[str | None, BeforeValidator(blank_to_none)] = None
 
     def database_config(self) -> DatabaseConfig:
         """The values the engine factory takes (it never sees the rest of the settings)."""
@@ -133,6 +180,10 @@ class ServiceSettings(CommonSettings):
             max_overflow=self.db_max_overflow,
             connect_timeout=self.db_connect_timeout,
             command_timeout=self.db_command_timeout,
+            pooler=self.db_pooler,
+            transport=self.database_transport,
+            websocket_url=self.database_websocket_url,
+            ephemeral=url is None and storage_is_ephemeral(self.data_dir),
         )
 
     @model_validator(mode="after")
@@ -168,6 +219,8 @@ class ServiceSettings(CommonSettings):
             warnings.append(
                 f"SECRET_KEY is shorter than {MIN_SECRET_BYTES} bytes: use a longer one."
             )
+        if self.database_url is None and (problem := unusable_persistent_storage()):
+            warnings.append(f"{problem} (DATA_DIR is {self.data_dir}).")
         if self.database_url is None:
             warnings.append(
                 f"DATABASE_URL is not set: data lives in local SQLite files under {self.data_dir}. "

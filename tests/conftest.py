@@ -16,6 +16,7 @@ from gateway.settings import GatewaySettings
 from shared.settings import CommonSettings, ServiceSettings
 from task_service.settings import TaskSettings
 from tests.support.databases import Backend, drop_schema, unique_schema
+from tests.support.pg_cluster import HostedPostgres, missing_tools
 from tests.support.tcp_proxy import TcpProxy
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -108,3 +109,20 @@ async def proxy(postgres_url: str) -> AsyncIterator[TcpProxy]:
     await proxy.start()
     yield proxy
     await proxy.cut()
+
+
+@pytest.fixture(scope="session")
+def hosted_postgres() -> Iterator[HostedPostgres]:
+    """The suite's own TLS-only, SCRAM-only PostgreSQL with PgBouncer (transaction mode) in
+    front, as hosted databases run them. Skipped without the tools, but never on CI."""
+    if missing := missing_tools():
+        message = f"{', '.join(missing)} not installed: hosted-database tests cannot run"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = HostedPostgres()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -11,6 +11,7 @@ from bench.scenarios import (
     deep_pages,
     footprint,
     gateway_cost,
+    hostile,
     logins,
     proxy,
     reference,
@@ -30,5 +31,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     footprint.UNDER_LOAD,
     # After the GET saturation, so that its memory is not what argon2 left behind.
     logins.SCENARIO,
+    # Last on the shared stack: what the attackers leave behind is measured by nothing after.
+    hostile.SCENARIO,
     footprint.START_UP,
 )

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from shared.server import Protocol, ServerLimits
 from tests.support.http_server import serve
 
 
@@ -53,12 +54,17 @@ class StandIn:
     release: asyncio.Event = field(default_factory=asyncio.Event)
     first_chunk_sent: asyncio.Event = field(default_factory=asyncio.Event)
     client_gone: asyncio.Event = field(default_factory=asyncio.Event)
+    # When set, /health reports "ok" (not recorded) instead of echoing.
+    healthy: bool = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
         if scope["path"] == "/openapi.json":
             # Fetched by the gateway itself for /docs; not a request under test.
             await _json(send, {"openapi": "3.1.0", "info": {"title": self.name}, "paths": {}}, [])
+            return
+        if self.healthy and scope["path"] == "/health":
+            await _json(send, {"status": "ok", "service": self.name}, [])
             return
         body = b""
         while True:
@@ -161,9 +167,14 @@ class GatewayUnderTest:
 async def running_gateway(
     settings: GatewaySettings, *, forwarded_allow_ips: str | None = None
 ) -> AsyncIterator[str]:
-    """The gateway app with its lifespan, served on a free loopback port."""
+    """The gateway app with its lifespan, served on a free loopback port by the protocol its
+    command line names, with the limits of `settings`."""
     app = create_app(settings)
-    async with LifespanManager(app), serve(app, forwarded_allow_ips=forwarded_allow_ips) as url:
+    protocol = Protocol.with_limits(ServerLimits.from_settings(settings))
+    async with (
+        LifespanManager(app),
+        serve(app, forwarded_allow_ips=forwarded_allow_ips, http=protocol) as url,
+    ):
         yield url
 
 
@@ -228,4 +239,5 @@ def gateway(_shared_gateway: GatewayUnderTest) -> GatewayUnderTest:
         stand_in.release = asyncio.Event()
         stand_in.first_chunk_sent = asyncio.Event()
         stand_in.client_gone = asyncio.Event()
+        stand_in.healthy = False
     return _shared_gateway

@@ -46,7 +46,7 @@ async def test_disallowed_origins_get_no_allow_origin(
 
     assert "access-control-allow-origin" not in preflight.headers
     assert preflight.status_code == 400
-    assert preflight.json() == {"detail": "Disallowed CORS origin"}
+    assert preflight.json() == {"detail": "Disallowed CORS origin", "code": "bad_request"}
     assert "access-control-allow-origin" not in simple.headers
     assert gateway.tasks.requests[-1].path == "/api/u/tasks"  # the GET itself is served
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from starlette.types import Scope
 
@@ -46,6 +48,35 @@ async def test_the_upstream_gets_no_header_the_client_did_not_send(
     assert {name for name, _ in recorded.headers} == {
         "host",
         "x-custom",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    }
+
+
+async def test_a_body_reaches_the_upstream_with_no_header_the_client_did_not_send(
+    gateway: GatewayUnderTest,
+) -> None:
+    # Only a length of its own: a client library would add a Content-Type for raw bytes, and
+    # the body has been read already, so Expect has been answered.
+    reader, writer = await asyncio.open_connection(*gateway.url[7:].split(":"))
+    writer.write(
+        b"POST /api/u/tasks HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n"
+        b"Expect: 100-continue\r\n\r\nhi"
+    )
+    await writer.drain()
+    interim = await reader.readuntil(b"\r\n\r\n")
+    final = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    assert final.startswith(b"HTTP/1.1 200 ")
+    recorded = gateway.tasks.requests[-1]
+    assert recorded.body == b"hi"
+    assert {name for name, _ in recorded.headers} == {
+        "host",
+        "content-length",
         "x-forwarded-for",
         "x-forwarded-proto",
         "x-forwarded-host",

@@ -123,7 +123,7 @@ async def test_paths_with_dot_segments_are_404_without_touching_a_service(
     response = await raw_request(gateway.url, "GET", target)
 
     assert response.status == 404
-    assert response.json() == {"detail": "Not Found"}
+    assert response.json() == {"detail": "Not Found", "code": "not_found"}
     assert gateway.auth.requests == gateway.tasks.requests == []
 
 

@@ -4,15 +4,19 @@ query fails on a real database."""
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 
+from shared import database_transport
+from shared.database_tls import Tls
 from shared.db import Database, create_database
 from shared.errors import database_error
 from shared.settings import ServiceSettings
@@ -57,19 +61,23 @@ class _InterceptedError(Exception):
     """Stops a connection attempt once the driver's arguments are known."""
 
 
-async def _driver_arguments(database: Database) -> dict[str, Any]:
+async def _driver_arguments(database: Database, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """What the engine would hand asyncpg.connect(), without reaching the server."""
     captured: dict[str, Any] = {}
 
-    def intercept(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
-        captured.update(params)
+    async def intercept(**arguments: Any) -> None:
+        captured.update(arguments)
         raise _InterceptedError
 
-    event.listen(database.engine.sync_engine, "do_connect", intercept)
+    monkeypatch.setattr(asyncpg, "connect", intercept)
+    monkeypatch.setattr(database_transport, "tls_for", lambda _url: _TLS_FOR_TESTS)
     with pytest.raises(_InterceptedError):
         async with database.engine.connect():
             pass
     return captured
+
+
+_TLS_FOR_TESTS = Tls("require", "require-context", ssl.create_default_context(), "none", None)
 
 
 def _postgres_database(url: str, tmp_path: Path) -> Database:
@@ -78,21 +86,23 @@ def _postgres_database(url: str, tmp_path: Path) -> Database:
 
 
 async def test_neon_pooler_gets_no_statement_caches_and_timeouts_for_cold_starts(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = _postgres_database(NEON_POOLER, tmp_path)
+    database = _postgres_database(NEON_POOLER + "&sslrootcert=system", tmp_path)
     try:
-        arguments = await _driver_arguments(database)
+        arguments = await _driver_arguments(database, monkeypatch)
         pool: Any = database.engine.pool
     finally:
         await database.dispose()
 
     # PgBouncer in transaction mode cannot keep prepared statements across transactions.
     assert arguments["statement_cache_size"] == 0
-    assert arguments["prepared_statement_cache_size"] == 0
-    name = arguments["prepared_statement_name_func"]
+    assert database.pooler == "transaction"
+    assert database.connector is not None
+    name = database.connector.statement_name
     assert name() != name()
-    assert arguments["ssl"] == "require"
+    assert arguments["ssl"] == "require-context"
+    assert arguments["host"] == "ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech"
     # A new connection may wait out a compute waking up; a query or a busy pool may not.
     assert arguments["timeout"] == 10
     assert arguments["command_timeout"] == 5
@@ -102,13 +112,17 @@ async def test_neon_pooler_gets_no_statement_caches_and_timeouts_for_cold_starts
     assert 0 < pool._recycle < 300
 
 
-async def test_a_direct_postgres_host_keeps_asyncpg_statement_caching(tmp_path: Path) -> None:
-    database = _postgres_database(NEON_POOLER.replace("-pooler", ""), tmp_path)
+async def test_a_direct_postgres_host_keeps_asyncpg_statement_caching(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = _postgres_database(
+        NEON_POOLER.replace("-pooler", "") + "&sslrootcert=system", tmp_path
+    )
     try:
-        arguments = await _driver_arguments(database)
+        arguments = await _driver_arguments(database, monkeypatch)
     finally:
         await database.dispose()
 
     assert "statement_cache_size" not in arguments
-    assert "prepared_statement_cache_size" not in arguments
+    assert database.pooler == "none"
     assert arguments["timeout"] == 10

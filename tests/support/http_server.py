@@ -20,12 +20,16 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def serve(
-    app: ASGIApp, port: int | None = None, *, forwarded_allow_ips: str | None = None
+    app: ASGIApp,
+    port: int | None = None,
+    *,
+    forwarded_allow_ips: str | None = None,
+    http: type[asyncio.Protocol] | str = "auto",
 ) -> AsyncIterator[str]:
     """Yield the base URL while the app is served.
 
     Like uvicorn, it trusts forwarding headers from 127.0.0.1 unless `forwarded_allow_ips`
-    says otherwise.
+    says otherwise. `http` is the protocol class, as `uvicorn --http` takes it.
     """
     port = port or free_port()
     config = uvicorn.Config(
@@ -37,6 +41,7 @@ async def serve(
         # A stand-in left stalling on purpose must not hold up the end of the test.
         timeout_graceful_shutdown=1,
         forwarded_allow_ips=forwarded_allow_ips,
+        http=http,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

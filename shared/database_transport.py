@@ -1,0 +1,269 @@
+"""How a service's connections reach PostgreSQL: TCP, or the wire protocol over a WebSocket.
+
+Some hosts (Hugging Face Spaces) allow outbound traffic on ports 80, 443 and 8080 only.
+Neon also accepts the PostgreSQL protocol inside binary WebSocket frames on port 443
+(`wss://<host>/v2`, the transport of its serverless driver), with TLS on the WebSocket
+instead of inside the protocol. asyncpg speaks only TCP, so each service runs a loopback
+listener and bridges every connection asyncpg opens to a WebSocket of its own: SQLAlchemy and
+asyncpg work as they do over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import asyncpg
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as websocket_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+
+from shared.database_tls import DatabaseConfigurationError, Tls, tls_for
+from shared.database_url import DatabaseConfig, DatabaseUrl, Transport
+
+logger = logging.getLogger(__name__)
+
+# How long `auto` waits for the database port before asking whether port 443 answers.
+PROBE_TIMEOUT_SECONDS = 3.0
+_CHUNK = 65536
+
+
+def websocket_url(url: DatabaseUrl, configured: str | None) -> str:
+    """DATABASE_WEBSOCKET_URL, or Neon's endpoint for the URL's host."""
+    if configured:
+        return configured
+    return f"wss://{url.host}/v2?address={url.host}:{url.port}"
+
+
+def default_transport(url: DatabaseUrl, configured: Transport | None) -> Transport:
+    """DATABASE_TRANSPORT, else `auto` for Neon hosts (which also listen on 443), else `tcp`."""
+    if configured is not None:
+        return configured
+    return "auto" if url.is_neon else "tcp"
+
+
+class WebSocketBridge:
+    """A loopback listener whose every connection is carried over a WebSocket of its own.
+
+    The WebSocket is opened before asyncpg connects to the listener, so a failure to reach
+    it is raised with its real cause instead of surfacing as a closed socket.
+    """
+
+    def __init__(self, url: str, tls: Tls, open_timeout: float) -> None:
+        self.url = url
+        self._ssl = tls.context if url.startswith("wss:") else None
+        self._open_timeout = open_timeout
+        self._server: asyncio.Server | None = None
+        self._waiting: deque[ClientConnection] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> tuple[str, int]:
+        """Open one WebSocket; return the loopback address asyncpg connects to for it."""
+        if self._server is None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        try:
+            websocket = await websocket_connect(
+                self.url,
+                ssl=self._ssl,
+                open_timeout=self._open_timeout,
+                max_size=None,
+                compression=None,
+                proxy=None,
+                # The database's own timeouts bound every query; the keepalive pings find a
+                # WebSocket that died silently.
+                ping_interval=20,
+                ping_timeout=20,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            message = f"the WebSocket endpoint {_origin(self.url)} answered HTTP {status}"
+            if 400 <= status < 500 and status not in (408, 429):
+                raise DatabaseConfigurationError(
+                    f"{message}: check DATABASE_WEBSOCKET_URL, or set DATABASE_TRANSPORT=tcp"
+                ) from None
+            raise ConnectionError(message) from exc
+        except InvalidURI:
+            raise DatabaseConfigurationError(
+                "DATABASE_WEBSOCKET_URL must be a ws:// or wss:// URL"
+            ) from None
+        except (WebSocketException, OSError, TimeoutError) as exc:
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise
+            raise ConnectionError(
+                f"WebSocket to {_origin(self.url)} failed: {exc or type(exc).__name__}"
+            ) from exc
+        self._waiting.append(websocket)
+        address: tuple[str, int] = self._server.sockets[0].getsockname()[:2]
+        return address
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._waiting:
+            writer.close()
+            return
+        websocket = self._waiting.popleft()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await _bridge(reader, writer, websocket)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def aclose(self) -> None:
+        while self._waiting:
+            await self._waiting.popleft().close()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in list(self._tasks):
+            task.cancel()
+
+
+async def _bridge(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, websocket: ClientConnection
+) -> None:
+    """Copy bytes both ways until either side ends, then end the other."""
+
+    async def upstream() -> None:
+        while data := await reader.read(_CHUNK):
+            await websocket.send(data)
+
+    async def downstream() -> None:
+        async for message in websocket:
+            writer.write(message if isinstance(message, bytes) else message.encode())
+            await writer.drain()
+
+    tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
+                await task
+        # A dropped WebSocket closes the loopback socket: asyncpg sees a lost connection, so
+        # an open transaction fails (and is never acknowledged) instead of hanging.
+        writer.close()
+        with contextlib.suppress(OSError, ConnectionClosed):
+            await websocket.close()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+async def _answers(host: str, port: int) -> bool:
+    """Whether a TCP connection to host:port opens within PROBE_TIMEOUT_SECONDS."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            _reader, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+class Connector:
+    """Opens each asyncpg connection of one engine: TLS, pooler rules and transport."""
+
+    def __init__(
+        self,
+        url: DatabaseUrl,
+        config: DatabaseConfig,
+        *,
+        transaction_pooler: bool,
+        statement_name: Callable[[], str] | None = None,
+    ) -> None:
+        self.url = url
+        self.config = config
+        self.transaction_pooler = transaction_pooler
+        self.statement_name = statement_name or _unique_statement_name
+        self.transport: Transport = default_transport(url, config.transport)
+        self.websocket_url = websocket_url(url, config.websocket_url)
+        self._tls: Tls | None = None
+        self._bridge: WebSocketBridge | None = None
+        # `auto` decides once: after a first success, later failures are outages, not a
+        # blocked port.
+        self._route: Literal["tcp", "websocket"] | None = (
+            None if self.transport == "auto" else self.transport
+        )
+
+    @property
+    def connect_timeout(self) -> float:
+        return self.url.connect_timeout or self.config.connect_timeout
+
+    def tls(self) -> Tls:
+        """Built on first use, so a missing certificate is a start-up error, not an import one."""
+        if self._tls is None:
+            self._tls = tls_for(self.url)
+            logger.info("Database TLS: %s", self._tls.describe())
+        return self._tls
+
+    async def connect(self) -> Any:
+        """A new asyncpg connection (the engine's `async_creator`)."""
+        tls = self.tls()
+        route = self._route or await self._choose_route()
+        if route == "websocket":
+            if self._bridge is None:
+                self._bridge = WebSocketBridge(self.websocket_url, tls, self.connect_timeout)
+            host, port = await self._bridge.open()
+            ssl_argument: Any = False
+        else:
+            host, port, ssl_argument = self.url.host, self.url.port, tls.asyncpg_ssl
+        arguments: dict[str, Any] = {}
+        if self.transaction_pooler:
+            # A transaction pooler may run each transaction on another server connection:
+            # asyncpg must not cache named statements (SQLAlchemy's own cache is off too).
+            arguments["statement_cache_size"] = 0
+        connection = await asyncpg.connect(
+            host=host,
+            port=port,
+            user=self.url.user,
+            password=self.url.password,
+            database=self.url.database,
+            ssl=ssl_argument,
+            timeout=self.connect_timeout,
+            command_timeout=self.config.command_timeout,
+            server_settings=dict(self.url.server_settings) or None,
+            **arguments,
+        )
+        if self._route is None:
+            self._route = "tcp"
+        return connection
+
+    async def _choose_route(self) -> Literal["tcp", "websocket"]:
+        if await _answers(self.url.host, self.url.port):
+            return "tcp"
+        parts = urlsplit(self.websocket_url)
+        ws_port = parts.port or (443 if parts.scheme == "wss" else 80)
+        if not await _answers(parts.hostname or self.url.host, ws_port):
+            return "tcp"  # Neither answers: report the TCP failure, and decide next time.
+        logger.warning(
+            "Database port %s on %s does not answer but %s does: using the WebSocket "
+            "transport (DATABASE_TRANSPORT=websocket skips this check)",
+            self.url.port,
+            self.url.host,
+            _origin(self.websocket_url),
+        )
+        self._route = "websocket"
+        return "websocket"
+
+    async def aclose(self) -> None:
+        if self._bridge is not None:
+            await self._bridge.aclose()
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"

@@ -1,0 +1,230 @@
+"""The HTTP protocol every process serves with: uvicorn's httptools protocol, with limits.
+
+uvicorn's default parser (httptools) keeps every header a client sends, however large;
+uvicorn closes no connection that never finishes its request headers, and accepts any
+number of connections. This protocol adds the three bounds, before the app sees anything:
+
+- request headers over `MAX_HEADER_BYTES` or `MAX_HEADER_FIELDS` fields: 431;
+- request headers not complete within `HEADER_TIMEOUT` of their first byte (or of the
+  connection opening): 408 where some of them came, and the connection is closed;
+- a connection past `MAX_CONNECTIONS` open ones: 503 at once, and closed.
+
+Every refusal carries the API's error body. Run with `uvicorn --http shared.server:Protocol`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from shared.errors import ErrorCode, error_body
+from shared.settings import CommonSettings, load_settings
+
+MAX_HEADER_FIELDS = 100
+# Refused connections are counted and reported at most this often: a flood of them must
+# not become a flood of log lines.
+REFUSAL_REPORT_INTERVAL_S = 10.0
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one process's server accepts from its clients."""
+
+    max_header_bytes: int
+    header_timeout: float
+    max_connections: int
+    max_header_fields: int = MAX_HEADER_FIELDS
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> ServerLimits:
+        return cls(settings.max_header_bytes, settings.header_timeout, settings.max_connections)
+
+
+@functools.cache
+def _limits_from_environment() -> ServerLimits:
+    return ServerLimits.from_settings(load_settings(CommonSettings))
+
+
+class _RefusalReport:
+    """Counts refused connections; logs one warning per interval with the count."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+        self.last_report = 0.0
+
+    def add(self, limit: int) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.last_report >= REFUSAL_REPORT_INTERVAL_S:
+            logger.warning(
+                "%d connection(s) refused: MAX_CONNECTIONS (%d) are open", self.refused, limit
+            )
+            self.refused, self.last_report = 0, now
+
+
+_refusals = _RefusalReport()
+
+
+def _response(code: ErrorCode, detail: str, extra: list[tuple[bytes, bytes]]) -> bytes:
+    body = json.dumps(error_body(code, detail)).encode()
+    lines = [f"HTTP/1.1 {code.status} {HTTPStatus(code.status).phrase}".encode()]
+    lines += [name + b": " + value for name, value in extra]
+    lines += [
+        b"content-type: application/json",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounded headers, header time and connections."""
+
+    # Set on a subclass by `with_limits`; else read once from the environment.
+    limits: ClassVar[ServerLimits | None] = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._limits = self.limits or _limits_from_environment()
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._reading_head = True
+        self._head_received = 0  # bytes received while the current head was incomplete
+        self._head_size = 0  # of the request line and the header fields parsed so far
+        self._head_fields = 0
+        self._too_large = False
+
+    @classmethod
+    def with_limits(cls, limits: ServerLimits) -> type[Protocol]:
+        """This protocol with given limits instead of the environment's."""
+        return type("ConfiguredProtocol", (cls,), {"limits": limits})
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self._limits.max_connections:
+            self.transport = transport  # closed by connection_lost
+            _refusals.add(self._limits.max_connections)
+            transport.write(
+                _response(
+                    ErrorCode.TOO_MANY_CONNECTIONS,
+                    "Too many connections, retry shortly",
+                    [(b"retry-after", b"1")],
+                )
+            )
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            self._head_received += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        except httptools.HttpParserError:
+            if self._too_large:
+                self._refuse_headers()
+            else:
+                self.send_400_response("Invalid HTTP request received.")
+            return
+        # httptools buffers a header until its end: a head still incomplete is bounded here.
+        if self._reading_head and self._head_received > self._limits.max_header_bytes:
+            self._refuse_headers()
+
+    def send_400_response(self, msg: str) -> None:
+        logger.info("Refused a malformed request")
+        self._refuse(ErrorCode.BAD_REQUEST, msg)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+        self._head_size = self._head_fields = 0
+        self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._count(len(url), fields=0)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4, fields=1)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_received = 0
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def _count(self, size: int, *, fields: int) -> None:
+        self._head_size += size
+        self._head_fields += fields
+        limits = self._limits
+        if self._head_size > limits.max_header_bytes or (
+            self._head_fields > limits.max_header_fields
+        ):
+            self._too_large = True
+            raise _HeadersTooLargeError
+
+    def _refuse_headers(self) -> None:
+        logger.info("Refused request headers over the limits")
+        self._refuse(ErrorCode.HEADERS_TOO_LARGE, "Request headers too large")
+
+    def _refuse(self, code: ErrorCode, detail: str) -> None:
+        self._disarm_head_timer()
+        if not self.transport.is_closing():
+            self.transport.write(_response(code, detail, self.server_state.default_headers))
+            self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self._limits.header_timeout, self._head_timed_out
+            )
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        answerable = self.cycle is None or self.cycle.response_complete
+        if self._head_received and answerable:
+            logger.info("Request headers not received in time")
+            self._refuse(ErrorCode.HEADER_TIMEOUT, "Request headers not received in time")
+        else:
+            # Nothing of a request came (or an answer is still being written): just close.
+            self.transport.close()
+
+
+class _HeadersTooLargeError(Exception):
+    """Raised from a parser callback to stop parsing; the protocol answers 431."""
