@@ -1,7 +1,7 @@
 """Start the whole stack: the public gateway and the two services behind it, under supervisord.
 
     python app.py                 fill in defaults, check the configuration, exec supervisord
-    python app.py --healthcheck   exit 0 when the gateway's /health answers 200 (Docker)
+    python app.py --healthcheck   exit 0 when the gateway answers its liveness route (Docker)
     python app.py --supervisord   run supervisord in this process (what `python app.py` execs);
                                   exit 1 when it stopped because a program went FATAL, else 0
     python app.py --exit-on-fatal supervisord event listener: stop everything when a program
@@ -178,7 +178,9 @@ def run_supervisord() -> int:
 
 
 def healthcheck() -> int:
-    url = f"http://127.0.0.1:{os.environ.get('PORT', DEFAULTS['PORT'])}/health"
+    """Liveness, not `/health`: a database outage must not mark the container unhealthy, and
+    an auto-healer restarting it could not help."""
+    url = f"http://127.0.0.1:{os.environ.get('PORT', DEFAULTS['PORT'])}/health/live"
     try:
         with urllib.request.urlopen(url, timeout=4) as response:
             return 0 if response.status == 200 else 1

@@ -57,7 +57,11 @@ async def replace_password_hash(session: AsyncSession, *, user: User, hashed_pas
 
 
 async def store_refresh_token(
-    session: AsyncSession, *, user_id: str, issued: IssuedRefreshToken
+    session: AsyncSession,
+    *,
+    user_id: str,
+    issued: IssuedRefreshToken,
+    parent_id: str | None = None,
 ) -> None:
     """Keep the new token's hash, and drop this user's expired ones while at it."""
     await session.exec(
@@ -70,6 +74,7 @@ async def store_refresh_token(
             id=issued.token_id,
             user_id=user_id,
             family_id=issued.family_id,
+            parent_id=parent_id,
             token_hash=hash_token(issued.token),
             issued_at=issued.issued_at,
             expires_at=issued.expires_at,
@@ -78,12 +83,17 @@ async def store_refresh_token(
     await session.commit()
 
 
-async def consume_refresh_token(session: AsyncSession, *, token: str) -> RefreshToken:
+async def consume_refresh_token(
+    session: AsyncSession, *, token: str, grace_seconds: float = 0
+) -> RefreshToken:
     """Mark a refresh token used, exactly once (RFC 9700 rotation with reuse detection).
 
     Returns the consumed row. A token that was already used revokes its whole family and
-    raises RefreshTokenReusedError; so does losing a race to use the same token twice.
-    The caller stores the successor token, which commits this change with it.
+    raises RefreshTokenReusedError, except while it is the generation just rotated (none of
+    its successors used yet) and was rotated at most `grace_seconds` ago: then it is
+    returned again, so two tabs refreshing at once, or a retry whose answer was lost, both
+    get a pair. Successors of successors are what ends the grace: a token two generations
+    old always revokes. The caller stores the successor token, which commits this change.
     """
     now = utcnow()
     result = await session.exec(
@@ -104,18 +114,66 @@ async def consume_refresh_token(session: AsyncSession, *, token: str) -> Refresh
             .values(used_at=now)
         ),
     )
-    if claimed.rowcount != 1:
-        await revoke_family(session, family_id=stored.family_id, now=now)
-        raise RefreshTokenReusedError
-    return stored
+    if claimed.rowcount == 1:
+        return stored
+    if await _within_reuse_grace(session, stored.id, now=now, grace_seconds=grace_seconds):
+        return stored
+    await revoke_family(session, user_id=stored.user_id, family_id=stored.family_id, now=now)
+    raise RefreshTokenReusedError
+
+
+async def _within_reuse_grace(
+    session: AsyncSession, token_id: str, *, now: datetime, grace_seconds: float
+) -> bool:
+    """Whether a used token is still the family's just-rotated generation, in its window.
+
+    Read afresh: the use that beat this one may have committed after the first read.
+    """
+    if grace_seconds <= 0:
+        return False
+    row = (
+        await session.exec(
+            select(RefreshToken.used_at, RefreshToken.revoked_at).where(
+                col(RefreshToken.id) == token_id
+            )
+        )
+    ).first()
+    if row is None or row[0] is None or row[1] is not None:
+        return False
+    if (now - row[0]).total_seconds() > grace_seconds:
+        return False
+    successor_used = (
+        await session.exec(
+            select(RefreshToken.id)
+            .where(col(RefreshToken.parent_id) == token_id, col(RefreshToken.used_at).is_not(None))
+            .limit(1)
+        )
+    ).first()
+    return successor_used is None
 
 
 async def revoke_family(
-    session: AsyncSession, *, family_id: str, now: datetime | None = None
+    session: AsyncSession, *, user_id: str, family_id: str, now: datetime | None = None
 ) -> None:
+    """End one sign-in of a user: none of its refresh tokens works any more."""
     await session.exec(
         update(RefreshToken)
-        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
+        .where(
+            col(RefreshToken.user_id) == user_id,
+            col(RefreshToken.family_id) == family_id,
+            col(RefreshToken.revoked_at).is_(None),
+        )
         .values(revoked_at=now or utcnow())
     )
+    await session.commit()
+
+
+async def revoke_other_families(
+    session: AsyncSession, *, user_id: str, keep_family_id: str | None = None
+) -> None:
+    """End every sign-in of a user, but the one named by `keep_family_id` if given."""
+    condition = [col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None)]
+    if keep_family_id is not None:
+        condition.append(col(RefreshToken.family_id) != keep_family_id)
+    await session.exec(update(RefreshToken).where(*condition).values(revoked_at=utcnow()))
     await session.commit()

@@ -38,8 +38,9 @@ class User(AuthModel, table=True):
 class RefreshToken(AuthModel, table=True):
     """One issued refresh token. Only its hash is kept.
 
-    Tokens descended from one login share a `family_id`; presenting a token that was
-    already rotated revokes its whole family.
+    Tokens descended from one login share a `family_id` (the sign-in's id, `sid` in its
+    access tokens); presenting a token that was already rotated revokes its whole family,
+    unless it is the generation just rotated and still within the reuse grace.
     """
 
     __tablename__ = "refresh_tokens"
@@ -47,6 +48,9 @@ class RefreshToken(AuthModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     user_id: str = Field(foreign_key="users.id", ondelete="CASCADE", index=True, max_length=36)
     family_id: str = Field(index=True, max_length=36)
+    # The token this one was rotated from (none for a sign-in's first): a rotated token
+    # presented again is forgiven only while none of its successors has been used.
+    parent_id: str | None = Field(default=None, index=True, max_length=36)
     token_hash: str = Field(unique=True, max_length=64)
     issued_at: datetime = Field(sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)

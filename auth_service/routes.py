@@ -9,15 +9,23 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Form, Request, Response, status
 
 from auth_service import crud
-from auth_service.deps import CurrentIdentity, RateLimiterDep, SettingsDep, limit_per_client
-from auth_service.models import User, new_id
+from auth_service.deps import (
+    CurrentIdentity,
+    CurrentUser,
+    RateLimiterDep,
+    SettingsDep,
+    limit_per_client,
+)
+from auth_service.models import RefreshToken, User, new_id
 from auth_service.rate_limit import RateLimitedError, client_address, too_many_requests
 from auth_service.schemas import (
     CurrentUserPublic,
     LoginRequest,
+    LogoutRequest,
+    PasswordChangeRequest,
     PasswordGrantForm,
     RefreshRequest,
     RegisterRequest,
@@ -32,11 +40,11 @@ from auth_service.security import (
     verify_password,
 )
 from auth_service.settings import AuthSettings
-from shared.auth import unauthorized
-from shared.deps import SessionDep
+from shared.auth import CurrentPrincipal, bearer_scheme, get_principal, unauthorized
+from shared.deps import ServiceStateDep, SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
 from shared.metrics import LOGIN_FAILURES
-from shared.tokens import InvalidTokenError
+from shared.tokens import InvalidTokenError, Principal
 
 logger = logging.getLogger(__name__)
 
@@ -54,20 +62,29 @@ _SIGN_IN_ERRORS = error_responses(
 
 
 async def _issue_tokens(
-    session: SessionDep, settings: AuthSettings, user: User, *, family_id: str | None = None
+    session: SessionDep,
+    settings: AuthSettings,
+    user: User,
+    *,
+    rotated: RefreshToken | None = None,
 ) -> TokenResponse:
-    """A fresh access token and a refresh token (of a new family unless one is given)."""
+    """A fresh access token and a refresh token: of a new sign-in, or the successor of the
+    `rotated` one in its sign-in."""
+    family_id = rotated.family_id if rotated else new_id()
     refresh = create_refresh_token(
         user_id=user.id,
-        family_id=family_id or new_id(),
+        family_id=family_id,
         key=settings.signing_key,
         lifetime_seconds=settings.refresh_token_expire_days * 86_400,
     )
-    await crud.store_refresh_token(session, user_id=user.id, issued=refresh)
+    await crud.store_refresh_token(
+        session, user_id=user.id, issued=refresh, parent_id=rotated.id if rotated else None
+    )
     lifetime = settings.access_token_expire_minutes * 60
     return TokenResponse(
         access_token=create_access_token(
             user_id=user.id,
+            session_id=family_id,
             email=user.email,
             name=user.name,
             key=settings.signing_key,
@@ -184,10 +201,16 @@ async def token(
 async def refresh(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep
 ) -> TokenResponse:
-    """Trade a refresh token for a new pair. Each refresh token works once."""
+    """Trade a refresh token for a new pair. Each refresh token works once, except that
+    the one just rotated still gets a pair of its sign-in for REFRESH_REUSE_GRACE_SECONDS
+    (two tabs refreshing at once, a retry whose answer was lost)."""
     try:
         decode_refresh_token(body.refresh_token, key=settings.signing_key)
-        consumed = await crud.consume_refresh_token(session, token=body.refresh_token)
+        consumed = await crud.consume_refresh_token(
+            session,
+            token=body.refresh_token,
+            grace_seconds=settings.refresh_reuse_grace_seconds,
+        )
     except crud.RefreshTokenReusedError:
         logger.warning("Refresh token reused: its token family was revoked")
         raise unauthorized(
@@ -200,25 +223,122 @@ async def refresh(
     user = await crud.get_user(session, user_id=consumed.user_id)
     if user is None:
         raise unauthorized("Unknown user", code=ErrorCode.INVALID_REFRESH_TOKEN)
-    return await _issue_tokens(session, settings, user, family_id=consumed.family_id)
+    return await _issue_tokens(session, settings, user, rotated=consumed)
+
+
+async def _bearer_if_sent(
+    state: ServiceStateDep, token: Annotated[str | None, Depends(bearer_scheme)]
+) -> Principal | ApiError | None:
+    """The bearer token's caller, or why it was refused, or None without one.
+
+    Logout does not need a bearer token when it is given a refresh token, and a frontend
+    signing out often still sends its expired access token.
+    """
+    if not token:
+        return None
+    try:
+        return await get_principal(state, token)
+    except ApiError as refused:
+        return refused
 
 
 @auth_router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(
-        ErrorCode.BAD_REQUEST, ErrorCode.INVALID_REFRESH_TOKEN, ErrorCode.SERVICE_UNAVAILABLE
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.INVALID_REFRESH_TOKEN,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.SERVICE_UNAVAILABLE,
     ),
 )
-async def logout(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Response:
-    """End the session: the refresh token, and every token rotated from it, stop working."""
+async def logout(
+    session: SessionDep,
+    settings: SettingsDep,
+    bearer: Annotated[Principal | ApiError | None, Depends(_bearer_if_sent)],
+    body: Annotated[LogoutRequest | None, Body()] = None,
+) -> Response:
+    """End a sign-in: its refresh token, and every token rotated from it, stop working.
+
+    The sign-in is the refresh token's when one is sent, else the bearer token's (access
+    tokens name theirs in `sid`); `everywhere` ends every sign-in of the user. Access tokens
+    already issued stay valid until they expire (ACCESS_TOKEN_EXPIRE_MINUTES).
+    """
+    body = body or LogoutRequest()
+    family_id: object
+    if body.refresh_token is not None:
+        try:
+            claims = decode_refresh_token(
+                body.refresh_token, key=settings.signing_key, verify_exp=False
+            )
+        except InvalidTokenError:
+            raise unauthorized(
+                "Invalid refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN
+            ) from None
+        user_id, family_id = str(claims["sub"]), claims["fam"]
+    elif isinstance(bearer, Principal):
+        user_id, family_id = bearer.user_id, bearer.claims.get("sid")
+    elif isinstance(bearer, ApiError):
+        raise bearer
+    else:
+        raise unauthorized("Send a bearer token or a refresh token")
+    if body.everywhere:
+        await crud.revoke_other_families(session, user_id=user_id)
+    elif isinstance(family_id, str):
+        await crud.revoke_family(session, user_id=user_id, family_id=family_id)
+    else:
+        # Tokens signed elsewhere (a frontend, Better Auth) have no sign-in here to end.
+        raise unauthorized("This token names no sign-in of this service", invalid_token=True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@throttled.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    ),
+)
+async def change_password(
+    body: PasswordChangeRequest,
+    request: Request,
+    *,
+    principal: CurrentPrincipal,
+    user: CurrentUser,
+    session: SessionDep,
+    limiter: RateLimiterDep,
+) -> Response:
+    """Change the password and end every other sign-in of the user.
+
+    A wrong current password is a 401 that counts towards LOGIN_FAILURE_LIMIT, like a
+    failed login: a stolen access token must not become a way to guess the password.
+    """
+    client = client_address(request)
     try:
-        claims = decode_refresh_token(
-            body.refresh_token, key=settings.signing_key, verify_exp=False
-        )
-    except InvalidTokenError:
-        raise unauthorized("Invalid refresh token", code=ErrorCode.INVALID_REFRESH_TOKEN) from None
-    await crud.revoke_family(session, family_id=str(claims["fam"]))
+        await limiter.hit_login(user.email, client)
+    except RateLimitedError as exc:
+        raise too_many_requests(exc.retry_after) from None
+    # As at login: no pooled connection held while hashing.
+    await session.commit()
+    matches, _ = await verify_password(body.current_password, user.hashed_password)
+    if not matches:
+        raise unauthorized("Incorrect current password", code=ErrorCode.INVALID_CREDENTIALS)
+    await limiter.clear_failures(user.email, client)
+    hashed = await hash_password(body.new_password)
+    await crud.replace_password_hash(session, user=user, hashed_password=hashed)
+    sign_in = principal.claims.get("sid")
+    await crud.revoke_other_families(
+        session, user_id=user.id, keep_family_id=sign_in if isinstance(sign_in, str) else None
+    )
+    logger.info("User %s changed their password; other sign-ins ended", user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -102,6 +102,19 @@ class RefreshRequest(BaseModel):
     refresh_token: Token
 
 
+class LogoutRequest(BaseModel):
+    """What to end: the sign-in of `refresh_token` (else of the bearer token), or with
+    `everywhere` every sign-in of its user."""
+
+    refresh_token: Token | None = None
+    everywhere: bool = False
+
+
+class PasswordChangeRequest(BaseModel):
+    current_password: LoginPassword
+    new_password: NewPassword
+
+
 class UserPublic(BaseModel):
     id: str
     email: str

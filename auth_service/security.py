@@ -78,11 +78,20 @@ def hash_token(token: str) -> str:
 
 
 def create_access_token(
-    *, user_id: str, email: str, name: str | None, key: str, lifetime_seconds: int
+    *,
+    user_id: str,
+    session_id: str,
+    email: str,
+    name: str | None,
+    key: str,
+    lifetime_seconds: int,
 ) -> str:
+    """An access token; `sid` names its sign-in (the refresh token family), so the token
+    alone can end that sign-in at logout."""
     now = int(time.time())
     claims = {
         "sub": user_id,
+        "sid": session_id,
         "email": email,
         "name": name,
         "iat": now,

@@ -35,6 +35,9 @@ class AuthSettings(ServiceSettings):
     auth_db_schema: SchemaName = "auth"
     access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_expire_days: int = Field(default=7, ge=1, le=365)
+    # How long a rotated refresh token still gets a pair of its sign-in when presented
+    # again (two tabs refreshing at once, a retry whose answer was lost). 0 turns it off.
+    refresh_reuse_grace_seconds: int = Field(default=30, ge=0, le=300)
     # Per client IP, on register, login and refresh.
     auth_rate_limit: RateLimit = "60/minute"
     # Failed logins per account and client IP: an attacker elsewhere cannot lock a user out.

@@ -95,6 +95,8 @@ def main() -> None:
     for scenario in scenarios:
         if scenario.alone:
             results.scenarios[scenario.name] = scenario.measure(run)
+    # How busy the machine was around the run: figures from a shared machine need it.
+    results.machine["load_average_at_end"] = " ".join(f"{load:.2f}" for load in os.getloadavg())
     results.targets = [row for scenario in scenarios for row in scenario.targets(results)]
     print_targets(results.targets)
     write_reports(results, scenarios, output)

@@ -7,6 +7,7 @@ asyncpg as the service's engine compiles them, so the plans cannot drift from wh
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -32,27 +33,37 @@ def compile_statement(statement: ClauseElement) -> tuple[str, list[Any]]:
     return str(compiled), [compiled.params[name] for name in names]
 
 
-def list_statements(user_id: str, query_string: str) -> dict[str, ClauseElement]:
-    """The page statement of a list and, unless the list filters by text or tag, its total."""
+def list_statements(
+    user_id: str, query_string: str, label: str | None = None
+) -> dict[str, ClauseElement]:
+    """The page statement of a list and, unless the list filters by text or tag, its total,
+    labelled by `label` (the query string unless given)."""
     query = TaskListQuery.model_validate(dict(parse_qsl(query_string)))
+    label = label or query_string
     statements: dict[str, ClauseElement] = {
-        f"{query_string}: page": list_page_statement(user_id=user_id, query=query)
+        f"{label}: page": list_page_statement(user_id=user_id, query=query)
     }
     if query.tag is None and query.q is None and query.sort == "created_at":
-        statements[f"{query_string}: total (kept counts)"] = kept_total_statement(
+        statements[f"{label}: total (kept counts)"] = kept_total_statement(
             user_id=user_id, query=query
         )
     return statements
 
 
-async def explain_lists(database_url: str, schema: str, user_id: str) -> dict[str, dict[str, Any]]:
-    """EXPLAIN (ANALYZE, BUFFERS) of the list statements for one user, in the service's schema."""
+async def explain_lists(
+    database_url: str, schema: str, user_id: str, queries: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the list statements for one user, in the service's schema.
+
+    `queries` maps a label to a list's query string (default: EXPLAINED_QUERIES).
+    """
+    queries = queries or {query: query for query in EXPLAINED_QUERIES}
     plans: dict[str, dict[str, Any]] = {}
     # The service's engine maps its unqualified tables into its schema; so does search_path.
     connection = await asyncpg.connect(database_url, server_settings={"search_path": schema})
     try:
-        for query_string in EXPLAINED_QUERIES:
-            for label, statement in list_statements(user_id, query_string).items():
+        for name, query_string in queries.items():
+            for label, statement in list_statements(user_id, query_string, name).items():
                 sql, parameters = compile_statement(statement)
                 rows = await connection.fetch(
                     f"EXPLAIN (ANALYZE, BUFFERS, FORMAT TEXT) {sql}", *parameters

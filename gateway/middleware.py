@@ -31,6 +31,7 @@ class ProxyDispatchMiddleware:
                 return
             upstream = self.state.upstream_for(scope["path"])
             if upstream is not None:
+                scope.setdefault("state", {})["route"] = proxied_route(scope["path"])
                 settings = self.state.settings
                 await proxy(
                     scope,
@@ -43,6 +44,15 @@ class ProxyDispatchMiddleware:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def proxied_route(path: str) -> str:
+    """The metrics' route label of a proxied path: its family, never the path itself."""
+    if path.startswith("/auth"):
+        return "/auth/*"
+    if path.startswith("/api/users"):
+        return "/api/users/*"
+    return "/api/{user_id}/*"
 
 
 def has_dot_segment(path: str) -> bool:

@@ -16,6 +16,7 @@ from yarl import URL
 from gateway.headers import has_control_character, request_headers, response_headers
 from gateway.upstream import Upstream
 from shared.errors import ErrorCode, error_body
+from shared.metrics import UPSTREAM_ERRORS
 from shared.server import MAX_HEADER_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ async def _exchange(
             await _relay(response, send, upstream)
     except aiohttp.ConnectionTimeoutError:
         if waited:
+            UPSTREAM_ERRORS.labels(upstream.name, "busy").inc()
             logger.warning("%s busy: no free connection", upstream.name)
             retry_after = str(BUSY_RETRY_AFTER_SECONDS).encode()
             await send_error(
@@ -194,13 +196,16 @@ async def _exchange(
                 [(b"retry-after", retry_after)],
             )
         else:
+            UPSTREAM_ERRORS.labels(upstream.name, "timeout").inc()
             logger.warning("%s timed out connecting", upstream.name)
             await send_error(send, ErrorCode.UPSTREAM_TIMEOUT, f"{upstream.name} timed out")
     except aiohttp.ServerTimeoutError:
+        UPSTREAM_ERRORS.labels(upstream.name, "timeout").inc()
         logger.warning("%s timed out", upstream.name)
         await send_error(send, ErrorCode.UPSTREAM_TIMEOUT, f"{upstream.name} timed out")
     except aiohttp.ClientError as exc:
         # Any other failure of the exchange is the service's answer missing: a 502.
+        UPSTREAM_ERRORS.labels(upstream.name, "refused").inc()
         logger.warning("%s unreachable: %s", upstream.name, type(exc).__name__)
         await send_error(send, ErrorCode.UPSTREAM_UNREACHABLE, f"{upstream.name} unreachable")
     finally:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import httpx2
 
+from shared.metrics import watch_pool
+
 # An idle pooled connection is dropped before a service would close it (uvicorn does after
 # 5 s idle by default). With equal timeouts the gateway can send a request on a connection
 # the service is closing at that moment, and the client gets a 502 for nothing.
@@ -120,7 +122,7 @@ def open_upstream(
     name: str, base_url: str, *, connect_timeout: float, timeout: float, probe_timeout: float
 ) -> Upstream:
     """An upstream with fresh pools; close it with `aclose`."""
-    return Upstream(
+    upstream = Upstream(
         name=name,
         base_url=base_url,
         probe_client=create_client(
@@ -131,3 +133,6 @@ def open_upstream(
         connect_timeout=connect_timeout,
         timeout=timeout,
     )
+    load = upstream.load
+    watch_pool("upstream", name, lambda: {"in_flight": load.in_flight, "limit": load.size})
+    return upstream

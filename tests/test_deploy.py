@@ -1,13 +1,20 @@
-"""The deployment files agree with the code: every variable they set is read, every probe
-path exists. They cannot run here (no container engine); this is what can be checked."""
+"""The deployment files agree with the code and with the platforms that take them: every
+variable they set is read, every probe path exists, every Kubernetes object passes the
+API's schema and every pod the "restricted" Pod Security Standard. The image itself is built
+and run in tests/docker/."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from fastapi import FastAPI
@@ -119,14 +126,26 @@ def test_k8s_containers_set_only_variables_their_service_reads() -> None:
     assert seen == set(SETTINGS)
 
 
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+
+
 def test_every_probe_path_is_a_route_of_its_service(apps: dict[str, FastAPI]) -> None:
     probes = 0
     for path, container in _k8s_containers():
         routes = _paths(apps[_service_of(container["command"])])
-        for probe in ("readinessProbe", "livenessProbe"):
+        for probe in PROBES:
             assert container[probe]["httpGet"]["path"] in routes, (path.name, probe)
             probes += 1
-    assert probes == 6
+    assert probes == 9
+
+
+def test_no_probe_touches_the_database() -> None:
+    # Liveness only: a database outage must neither restart pods nor take the gateway out of
+    # the Ingress, and probes every few seconds would keep a Neon compute awake. That the
+    # liveness route answers while the database is down is tested with each service.
+    for path, container in _k8s_containers():
+        for probe in PROBES:
+            assert container[probe]["httpGet"]["path"] == "/health/live", (path.name, probe)
 
 
 def _k8s_objects() -> dict[tuple[str, str], dict[str, Any]]:
@@ -148,7 +167,7 @@ def test_k8s_probes_and_container_ports_are_the_port_the_server_listens_on() -> 
     for path, container in _k8s_containers():
         port = _listening_port(container)
         assert [entry["containerPort"] for entry in container["ports"]] == [port], path.name
-        for probe in ("readinessProbe", "livenessProbe"):
+        for probe in PROBES:
             assert container[probe]["httpGet"]["port"] == port, (path.name, probe)
         containers += 1
     assert containers == 3
@@ -274,3 +293,214 @@ def test_env_example_lists_every_variable_and_nothing_else() -> None:
     known |= LAUNCHER_VARIABLES
 
     assert listed == known
+
+
+# Where `kubectl kustomize` is missing, .ci/run installs Debian's kubernetes-client.
+KUBECTL = shutil.which("kubectl")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# The oldest release the manifests promise to work on, and the newest the validator knows.
+KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
+
+
+def _k8s_manifests() -> list[dict[str, Any]]:
+    return [
+        doc
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in _documents(path)
+    ]
+
+
+def _kustomized() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/k8s` sends: the manifests with the image replaced."""
+    if KUBECTL is None:
+        if IN_CI:
+            pytest.fail("kubectl is missing: .ci/run installs it")
+        pytest.skip("kubectl is not installed: the kustomize output is not checked")
+    return yaml.safe_load(yaml.safe_dump(_kustomize(KUBECTL)))  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _kustomize(kubectl: str) -> list[dict[str, Any]]:
+    output = subprocess.run(  # noqa: S603 (fixed arguments)
+        [kubectl, "kustomize", str(DEPLOY / "k8s")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_and_the_kustomize_output_pass_the_kubernetes_schema(version: str) -> None:
+    manifests = _k8s_manifests()
+    built = _kustomized()
+    for doc in [*manifests, *built]:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} on {version}: {exc.message}")
+    # Everything but the example Secret, which people create from their own values.
+    assert {(doc["kind"], doc["metadata"]["name"]) for doc in built} == {
+        (doc["kind"], doc["metadata"]["name"]) for doc in manifests if doc["kind"] != "Secret"
+    }
+    assert len(manifests) >= 15
+
+
+def test_the_validator_refuses_what_it_should() -> None:
+    # Strict mode: a misspelt field is an error, not silently dropped by the API server.
+    (deployment,) = [
+        doc
+        for doc in _k8s_manifests()
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "gateway"
+    ]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["securityContext"]["runAsNonroot"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[0], strict=True)
+
+
+# The volume types the restricted profile allows.
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def _restricted_problems(pod: dict[str, Any]) -> list[str]:
+    """What a namespace enforcing the "restricted" Pod Security Standard would refuse."""
+    problems = [name for name in ("hostNetwork", "hostPID", "hostIPC") if pod.get(name)]
+    problems += [
+        f"volume {volume['name']}"
+        for volume in pod.get("volumes", [])
+        if not set(volume) - {"name"} <= RESTRICTED_VOLUMES
+    ]
+    if pod.get("automountServiceAccountToken") is not False:
+        problems.append("the service account token is mounted")
+    for container in [*pod["containers"], *pod.get("initContainers", [])]:
+        problems += [
+            f"{container['name']}: {problem}"
+            for problem in _container_problems(container, pod.get("securityContext", {}))
+        ]
+    return problems
+
+
+def _container_problems(container: dict[str, Any], pod_context: dict[str, Any]) -> list[str]:
+    own = container.get("securityContext", {})
+    # Each container inherits what the pod sets and it does not.
+    merged = {**pod_context, **own}
+    problems = []
+    if own.get("privileged"):
+        problems.append("privileged")
+    if merged.get("runAsNonRoot") is not True:
+        problems.append("runAsNonRoot is not true")
+    if merged.get("runAsUser") == 0:
+        problems.append("runs as uid 0")
+    if (merged.get("seccompProfile") or {}).get("type") not in {"RuntimeDefault", "Localhost"}:
+        problems.append("no seccompProfile")
+    if own.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation is not false")
+    capabilities = own.get("capabilities", {})
+    if "ALL" not in capabilities.get("drop", []):
+        problems.append("capabilities are not all dropped")
+    if set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}:
+        problems.append("adds capabilities")
+    # Beyond the profile: the image writes only to /tmp and its data directory.
+    if own.get("readOnlyRootFilesystem") is not True:
+        problems.append("the root filesystem is writable")
+    if any(port.get("hostPort") for port in container.get("ports", [])):
+        problems.append("hostPort")
+    return problems
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
+    pods = [doc["spec"]["template"]["spec"] for doc in _kustomized() if doc["kind"] == "Deployment"]
+    for pod in pods:
+        assert _restricted_problems(pod) == [], pod["containers"][0]["name"]
+        mounts = {m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
+        assert "/tmp" in mounts, "a read-only root needs a writable /tmp"
+    assert len(pods) == 3
+
+
+def test_the_restricted_check_finds_what_a_namespace_would_refuse() -> None:
+    (pod,) = [
+        doc["spec"]["template"]["spec"]
+        for doc in _k8s_manifests()
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "auth"
+    ]
+    lax = yaml.safe_load(yaml.safe_dump(pod))
+    del lax["securityContext"]["seccompProfile"]
+    lax["containers"][0]["securityContext"]["capabilities"] = {"add": ["NET_ADMIN"]}
+    lax["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    assert _restricted_problems(lax) == [
+        "volume host",
+        "auth: no seccompProfile",
+        "auth: capabilities are not all dropped",
+        "auth: adds capabilities",
+    ]
+
+
+def test_autoscaled_deployments_leave_the_replica_count_to_the_autoscaler() -> None:
+    objects = _k8s_objects()
+    for (kind, name), doc in objects.items():
+        if kind == "HorizontalPodAutoscaler":
+            target = doc["spec"]["scaleTargetRef"]
+            assert "replicas" not in objects[(target["kind"], target["name"])]["spec"], name
+
+
+def test_every_deployment_has_a_disruption_budget_that_selects_it() -> None:
+    objects = _k8s_objects()
+    budgets = [doc for (kind, _), doc in objects.items() if kind == "PodDisruptionBudget"]
+    for (kind, name), deployment in objects.items():
+        if kind != "Deployment":
+            continue
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        (budget,) = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert budget["spec"]["minAvailable"] == 1, name
+    assert len(budgets) == 3
+
+
+def test_only_the_gateway_may_reach_the_services() -> None:
+    objects = _k8s_objects()
+    for name in ("auth", "tasks"):
+        deployment = objects[("Deployment", name)]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        policy = objects[("NetworkPolicy", name)]["spec"]
+        assert policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert policy["policyTypes"] == ["Ingress"]
+        (rule,) = policy["ingress"]
+        assert rule["from"] == [{"podSelector": {"matchLabels": {"app": "gateway"}}}]
+        assert rule["ports"] == [{"protocol": "TCP", "port": _listening_port(container)}]
+    assert ("NetworkPolicy", "gateway") not in objects, "the ingress controller reaches it"
+
+
+def test_the_ingress_names_its_class_and_serves_tls_for_every_host() -> None:
+    ingress = _k8s_objects()[("Ingress", "todo")]["spec"]
+    assert ingress["ingressClassName"]
+    hosts = {rule["host"] for rule in ingress["rules"]}
+    assert hosts <= {host for entry in ingress["tls"] for host in entry["hosts"]}
+    assert all(entry["secretName"] for entry in ingress["tls"])
+
+
+def test_the_image_comes_from_a_registry_the_user_names() -> None:
+    images = {
+        container["image"]
+        for doc in _kustomized()
+        if doc["kind"] == "Deployment"
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    }
+    (image,) = images
+    registry = image.split("/")[0]
+    # A bare name resolves to Docker Hub's library namespace, which anyone could register;
+    # `.example` (RFC 2606) names no real host, so a forgotten placeholder cannot pull.
+    assert "." in registry
+    assert registry.endswith(".example")

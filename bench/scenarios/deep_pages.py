@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx2
 
 from bench.config import MODERATE_CONNECTIONS, THINK_MS
+from bench.plans import explain_lists, plans_section
 from bench.scenario import Results, Run, Scenario, ratio, target, wrk_table
 from bench.seeding import User, register, seed_tasks, settle
 from bench.wrk import WrkResult, best, report
@@ -86,8 +87,16 @@ def measure(run: Run) -> dict[str, Any]:
     data: dict[str, Any] = {"wrk": {}, "cursor": cursor is not None}
     for label in points:
         report(label, best(runs[label]), data["wrk"])
+    # After the runs, so the plans meet the same warm cache as the requests measured.
+    data["query_plans"] = asyncio.run(
+        explain_lists(run.database_url, run.task_schema, user.id, points)
+    )
     first = data["wrk"]["page 1"]["p50_ms"]
     headline = run.results.headline
+    for label in points:
+        headline[f"deep_pages_plan_ms ({label})"] = data["query_plans"][f"{label}: page"][
+            "execution_ms"
+        ]
     for how in ("offset", "cursor"):
         label = f"page {DEEP_PAGE}, {how}"
         if label in data["wrk"]:
@@ -124,6 +133,7 @@ def section(results: Results) -> list[str]:
         f"Page {DEEP_PAGE} by offset, and {cursor}.",
         "",
         *wrk_table("page", data["wrk"]),
+        *plans_section(data["query_plans"], TASKS),
     ]
 
 

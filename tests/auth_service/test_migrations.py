@@ -12,11 +12,16 @@ from sqlalchemy import Connection
 from sqlmodel import select
 
 from auth_service.app import MIGRATIONS_DIR
-from auth_service.models import User, metadata
-from shared.db import Database, create_database
+from auth_service.models import RefreshToken, User, metadata
+from shared.db import Database, create_database, utcnow
 from shared.migrations import VERSION_TABLE, _lock_key, upgrade_database
 from tests.auth_service.conftest import auth_settings
-from tests.support.databases import Backend, drop_schema, schema_differences
+from tests.support.databases import (
+    Backend,
+    downgrade_database,
+    drop_schema,
+    schema_differences,
+)
 
 
 def _database(backend: Backend, schema: str | None = None) -> Database:
@@ -45,11 +50,47 @@ async def test_upgrading_twice_is_a_no_op(backend: Backend) -> None:
 
         await upgrade_database(database, MIGRATIONS_DIR)
 
-        assert await _current_revisions(database) == ("0001",)
+        assert await _current_revisions(database) == ("0002",)
         assert await schema_differences(database, metadata) == []
         async with database.sessionmaker() as session:
             users = (await session.exec(select(User))).all()
         assert [user.email for user in users] == ["kept@example.com"]
+    finally:
+        await _cleanup(database, backend)
+
+
+async def test_downgrading_0002_keeps_refresh_tokens_and_upgrading_again_works(
+    backend: Backend,
+) -> None:
+    database = _database(backend)
+    try:
+        await upgrade_database(database, MIGRATIONS_DIR)
+        async with database.sessionmaker() as session:
+            user = User(email="downgraded@example.com", hashed_password="x")
+            session.add(user)
+            await session.commit()
+            session.add(
+                RefreshToken(
+                    id="t-downgraded",
+                    user_id=user.id,
+                    family_id="f1",
+                    parent_id="t0",
+                    token_hash="h" * 64,
+                    issued_at=utcnow(),
+                    expires_at=utcnow(),
+                )
+            )
+            await session.commit()
+
+        await downgrade_database(database, MIGRATIONS_DIR, "0001")
+
+        assert await _current_revisions(database) == ("0001",)
+        await upgrade_database(database, MIGRATIONS_DIR)
+        assert await schema_differences(database, metadata) == []
+        async with database.sessionmaker() as session:
+            tokens = (await session.exec(select(RefreshToken))).all()
+        # The parent link is gone with the column; the token itself is kept.
+        assert [(token.id, token.parent_id) for token in tokens] == [("t-downgraded", None)]
     finally:
         await _cleanup(database, backend)
 
@@ -87,7 +128,7 @@ async def test_tables_and_version_live_in_the_service_schema_only(
     finally:
         await connection.close()
     assert {row["table_name"] for row in tables} == {"users", "refresh_tokens", "alembic_version"}
-    assert version == "0001"
+    assert version == "0002"
 
 
 @pytest.mark.postgres
@@ -112,7 +153,7 @@ async def test_concurrent_start_ups_serialize_on_an_advisory_lock(
         await transaction.commit()
         await asyncio.wait_for(waiting, timeout=30)
         rows = await holder.fetch(f'SELECT version_num FROM "{pg_schema}".alembic_version')
-        assert [row["version_num"] for row in rows] == ["0001"]
+        assert [row["version_num"] for row in rows] == ["0002"]
     finally:
         await holder.close()
         await first.dispose()

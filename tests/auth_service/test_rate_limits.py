@@ -113,6 +113,28 @@ async def test_failed_sign_ins_count_alike_on_login_and_token(limited_app: Clien
     assert [r.status_code for r in locked] == [429, 429]
 
 
+async def test_wrong_current_passwords_count_towards_the_failure_limit(
+    limited_app: Clients,
+) -> None:
+    email = _email()
+    async with (
+        limited_app(login_failure_limit="2/15 minutes") as client_from,
+        client_from("203.0.113.68") as client,
+    ):
+        registered = await client.post(
+            "/auth/register", json={"email": email, "password": "correct horse"}
+        )
+        headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+        wrong = {"current_password": "guess", "new_password": "battery staple"}
+        tries = [await client.post("/auth/password", json=wrong, headers=headers) for _ in range(2)]
+        locked = await client.post(
+            "/auth/login", json={"email": email, "password": "correct horse"}
+        )
+
+    assert [r.status_code for r in tries] == [401, 401]
+    assert locked.status_code == 429
+
+
 async def test_other_clients_and_other_routes_are_not_affected(limited_app: Clients) -> None:
     async with (
         limited_app(auth_rate_limit="1/minute") as client_from,

@@ -224,6 +224,24 @@ def test_an_expired_token_is_refreshed_once_and_the_request_retried(browser: Bro
     assert [problem for problem in browser.problems if "(Unauthorized)" not in problem] == []
 
 
+def test_the_access_token_is_refreshed_before_it_expires(browser: Browser) -> None:
+    page = browser.new_page()
+    page.clock.install()  # the page's timers and Date, moved on by the test
+    _sign_up(page, _email())
+    refreshes: list[str] = []
+    page.on("request", lambda r: refreshes.append(r.url) if "/auth/refresh" in r.url else None)
+
+    # A minute before the 15-minute access token expires.
+    page.clock.run_for("13:00")
+    assert refreshes == []
+    with page.expect_response("**/auth/refresh") as refreshed:
+        page.clock.run_for("01:01")
+    assert refreshed.value.status == 200
+    _add_task(page, "With the new token", priority="low", tags="")
+    assert len(refreshes) == 1
+    assert browser.problems == []
+
+
 def test_two_tabs_reloading_together_both_stay_signed_in(browser: Browser, stack: Stack) -> None:
     first = browser.new_page()
     email = _email()

@@ -9,11 +9,14 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from asgi_lifespan import LifespanManager
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from tests.e2e.conftest import Stack, start_stack
+from tests.support.http_server import free_port
 from tests.support.tokens import bearer
 
 METRICS_TOKEN = "scrape-me-0123456789"
@@ -87,6 +90,12 @@ def test_each_process_counts_the_requests_it_served(json_stack: Stack) -> None:
     assert gateway.status_code == 200
     assert gateway.headers["content-type"].startswith("text/plain")
     assert _value(gateway.text, "http_requests_in_flight") >= 1  # this very scrape
+    proxied = {"method": "GET", "route": "/api/{user_id}/*", "status": "200"}
+    assert _value(gateway.text, "http_requests_total", **proxied) >= 1
+    assert (
+        _value(gateway.text, "connection_pool", kind="upstream", name="Task service", state="limit")
+        >= 1
+    )
     # No raw path becomes a label: user ids would make a time series per user.
     user_paths = [line for line in tasks_text.splitlines() if 'route="/api/' in line]
     assert user_paths
@@ -101,6 +110,22 @@ def test_the_public_metrics_need_the_token(json_stack: Stack, authorization: str
 
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+async def test_the_gateway_counts_a_service_it_cannot_reach() -> None:
+    settings = GatewaySettings(task_service_url=f"http://127.0.0.1:{free_port()}")
+    labels = {"service": "Task service", "kind": "refused"}
+    before = REGISTRY.get_sample_value("gateway_upstream_errors_total", labels) or 0.0
+    app = create_app(settings)
+    transport = httpx2.ASGITransport(app=app)
+    async with (
+        LifespanManager(app),
+        httpx2.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
+    ):
+        response = await client.get("/api/someone/tasks")
+
+    assert response.status_code == 502
+    assert REGISTRY.get_sample_value("gateway_upstream_errors_total", labels) == before + 1
 
 
 async def test_without_a_token_the_public_metrics_do_not_exist() -> None:

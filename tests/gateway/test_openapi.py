@@ -279,6 +279,7 @@ async def test_merged_document_covers_both_services_and_every_ref_resolves(
         "/auth/login",
         "/auth/token",
         "/auth/refresh",
+        "/auth/password",
         "/auth/logout",
         "/api/users/me",
         "/api/{user_id}/tasks",

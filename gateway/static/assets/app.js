@@ -11,6 +11,7 @@
 // storage): the sign-in then lasts until the tab is reloaded.
 const REFRESH_KEY = "todo.refresh_token";
 const REFRESH_EARLY_MS = 60_000; // refresh up to a minute before the access token expires
+const STORAGE_SETTLE_MS = 250;
 const session = { access: null, expiresAt: 0, user: null, timer: 0, fallback: null };
 
 function readRefreshToken() {
@@ -53,25 +54,32 @@ let refreshing = null;
 /** A new token pair for this tab: true once signed in afresh, false when signed out. */
 function refresh() {
   // One refresh at a time in this tab, and, where the browser has Web Locks, across its
-  // tabs: each refresh then reads the token the previous one stored, so no token is ever
-  // presented twice. Without locks two tabs may present the same one; the API's short
-  // reuse grace answers both.
+  // tabs: each refresh then reads the token the previous one stored, so a token is seldom
+  // presented twice. When it is (no locks, or a write that reached the other tab late),
+  // the API's short reuse grace answers both.
   refreshing ??= oneTabAtATime(refreshNow).finally(() => {
     refreshing = null;
   });
   return refreshing;
 }
 
-async function oneTabAtATime(task) {
-  if (navigator.locks) {
-    try {
-      return await navigator.locks.request("todo-refresh", task);
-    } catch (error) {
-      // Refused where the browser keeps no storage for a cross-site frame.
-      if (error.name !== "SecurityError") throw error;
-    }
-  }
-  return task();
+/** `task`'s result, run while holding a lock that every tab of this origin shares. */
+function oneTabAtATime(task) {
+  if (!navigator.locks) return task();
+  return new Promise((resolve, reject) => {
+    const locked = navigator.locks.request("todo-refresh", async () => {
+      const outcome = task();
+      outcome.then(resolve, reject);
+      await outcome.catch(() => {});
+      // Other tabs see a localStorage write a moment later: they wait that much longer.
+      await new Promise((done) => setTimeout(done, STORAGE_SETTLE_MS));
+    });
+    // Refused where the browser keeps no storage for a cross-site frame: run unlocked.
+    locked.catch((error) => {
+      if (error.name === "SecurityError") task().then(resolve, reject);
+      else reject(error);
+    });
+  });
 }
 
 async function refreshOrSignOut() {
