@@ -230,7 +230,8 @@ async def delete_task(session: AsyncSession, *, user_id: str, task_id: int) -> b
 async def delete_completed(session: AsyncSession, *, user_id: str) -> int:
     """Delete the user's completed tasks in one statement; returns how many there were.
 
-    The row triggers keep `task_counts` right as for any other delete.
+    The delete trigger keeps `task_counts` right, one update per priority, locking the
+    count rows in key order as every other writer does (migration 0005).
     """
     result = await session.exec(
         delete(Task)

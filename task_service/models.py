@@ -82,7 +82,7 @@ class Task(TaskModel, table=True):
 class TaskCount(TaskModel, table=True):
     """How many of a user's tasks have one priority and one completion state.
 
-    Kept by database triggers on `tasks` (migrations 0002 and 0004), so listing a user's
+    Kept by database triggers on `tasks` (migrations 0002, 0004 and 0005), so listing a user's
     tasks filtered by nothing but status and priority sums at most six rows to fill in
     X-Total-Count, instead of counting the tasks.
     """

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Request, Response, status
-from pydantic import TypeAdapter
 
 from shared.deps import SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
@@ -48,9 +48,6 @@ _TASK_RESPONSES = error_responses(401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 _TASK_BODY_RESPONSES = error_responses(400, 401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 
 
-_TASK_LIST = TypeAdapter(list[TaskPublic])
-
-
 def _public(task: Task) -> TaskPublic:
     return TaskPublic.model_validate(task, from_attributes=True)
 
@@ -84,10 +81,12 @@ async def list_tasks(
         # Relative, so it stays right behind the gateway and any TLS proxy.
         following = request.url.remove_query_params("offset").include_query_params(cursor=cursor)
         headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-    # The rows are checked and encoded in one call each of pydantic's compiled code; FastAPI
-    # would validate and serialize every task again through `response_model`, which stays
-    # for the OpenAPI document.
-    body = _TASK_LIST.dump_json(_TASK_LIST.validate_python(tasks, from_attributes=True))
+    # The rows hold TaskPublic's columns in its order, as stored under the table's
+    # constraints: encoded as they are, they give TaskPublic's JSON byte for byte (UTC
+    # date-times with a Z) at a fraction of validating each row into a model and letting
+    # FastAPI validate and serialize it again. `response_model` stays, for the OpenAPI
+    # document.
+    body = orjson.dumps([task._asdict() for task in tasks], option=orjson.OPT_UTC_Z)
     return Response(body, media_type="application/json", headers=headers)
 
 

@@ -504,3 +504,16 @@ def test_the_image_comes_from_a_registry_the_user_names() -> None:
     # `.example` (RFC 2606) names no real host, so a forgotten placeholder cannot pull.
     assert "." in registry
     assert registry.endswith(".example")
+
+
+def test_k8s_pods_carry_scrape_annotations_for_the_port_they_listen_on() -> None:
+    deployments = [doc for (kind, _), doc in _k8s_objects().items() if kind == "Deployment"]
+    assert deployments
+    for deployment in deployments:
+        template = deployment["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        (container,) = template["spec"]["containers"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(_listening_port(container))
+        # Served by every process (tests/e2e/test_metrics_and_logs.py scrapes them).
+        assert annotations["prometheus.io/path"] == "/metrics"

@@ -3,6 +3,9 @@ triggers) and the recount_tasks() function operators run after writing without t
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import httpx2
 import pytest
 from fastapi import FastAPI
@@ -12,7 +15,7 @@ from sqlmodel import col, func, select
 from shared.deps import service_state
 from task_service.models import PRIORITIES, TaskCount
 from tests.support.databases import Backend
-from tests.task_service.conftest import create_task
+from tests.task_service.conftest import auth, create_task, tasks_url
 from tests.task_service.test_counts import _exact_totals
 
 pytestmark = pytest.mark.postgres
@@ -75,3 +78,56 @@ async def test_recount_repairs_counts_after_writes_without_triggers(
         for completed in (False, True)
     }
     assert (await _exact_totals(client, task_app))["all", None] == 13
+
+
+@pytest.mark.parametrize("priorities", [("low", "medium"), ("medium", "low")])
+async def test_clearing_locks_the_counts_in_key_order(
+    client: httpx2.AsyncClient, task_app: FastAPI, postgres_url: str, priorities: list[str]
+) -> None:
+    # Whichever task the delete meets first, it must not hold the "medium" count row while
+    # it waits for the "low" one, which comes first in key order: a writer holding "low"
+    # and waiting for "medium" (as count_tasks() locks them) would then deadlock with it.
+    for priority in priorities:
+        await create_task(client, title=priority, priority=priority, completed=True)
+    settings = {"search_path": service_state(task_app).database.schema}
+    holder = await asyncpg.connect(postgres_url, server_settings=settings)
+    probe = await asyncpg.connect(postgres_url, server_settings=settings)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute(
+            "SELECT 1 FROM task_counts WHERE priority = 'low' AND completed FOR UPDATE"
+        )
+        clearing = asyncio.create_task(
+            client.delete(tasks_url(), params={"status": "completed"}, headers=auth())
+        )
+        await _until_waiting(probe)
+
+        async with probe.transaction():
+            free = await probe.fetch(
+                "SELECT 1 FROM task_counts WHERE priority = 'medium' AND completed "
+                "FOR UPDATE NOWAIT"
+            )
+        assert len(free) == 1
+        await held.rollback()
+        response = await clearing
+    finally:
+        await holder.close()
+        await probe.close()
+
+    assert response.json() == {"deleted": 2}
+    assert (await _exact_totals(client, task_app))["completed", None] == 0
+
+
+async def _until_waiting(probe: asyncpg.Connection) -> None:
+    """Until some session of this database waits for a lock."""
+    for _ in range(200):
+        waiting = await probe.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+            "AND query LIKE 'DELETE FROM %'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the clearing never waited for the held count row")

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
+from fastapi import FastAPI
 
-from tests.task_service.conftest import ALICE, auth, create_task, moment, tasks_url
+from task_service.models import Task
+from tests.task_service.conftest import ALICE, auth, create_task, insert_tasks, moment, tasks_url
 
 TASK_FIELDS = {
     "id",
@@ -113,3 +115,42 @@ async def test_trailing_slashes_are_served_as_without_them(client: httpx2.AsyncC
     assert read.status_code == 200
     assert read.json()["title"] == "slashed"
     assert listed.headers["x-total-count"] == "1"
+
+
+async def test_a_list_encodes_each_task_exactly_as_reading_it_does(
+    client: httpx2.AsyncClient, task_app: FastAPI
+) -> None:
+    # Edge values of every field: whole seconds and microseconds, the first and last years,
+    # nulls, text beyond ASCII and characters JSON escapes.
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    await insert_tasks(
+        task_app,
+        Task(user_id=ALICE, title="plain", created_at=start, updated_at=start),
+        Task(
+            user_id=ALICE,
+            title='Öl "quoted" \\ 🎉\t\u2028',
+            description="line\nbreak",
+            completed=True,
+            priority="high",
+            due_date=datetime(1, 1, 1, tzinfo=UTC),
+            tags=["ä", "b c"],
+            created_at=start + timedelta(microseconds=1),
+            updated_at=start + timedelta(days=1, microseconds=999_999),
+        ),
+        Task(
+            user_id=ALICE,
+            title="last",
+            priority="low",
+            due_date=datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+            created_at=start + timedelta(seconds=1),
+            updated_at=start,
+        ),
+    )
+
+    listed = await client.get(tasks_url(), headers=auth())
+    ids = [task["id"] for task in listed.json()]
+    reads = [(await client.get(tasks_url(task_id=i), headers=auth())).content for i in ids]
+
+    assert len(ids) == 3
+    assert listed.headers["content-type"] == "application/json"
+    assert listed.content == b"[" + b",".join(reads) + b"]"

@@ -136,4 +136,4 @@ async def test_table_indexes_and_version_live_in_the_service_schema(
     # Autogenerate cannot compare the priority index here, and skips the one below elsewhere.
     assert {index.name for index in metadata.tables["tasks"].indexes} <= set(definitions)
     assert "due_date DESC NULLS LAST, id DESC" in definitions["ix_tasks_user_id_due_date_desc_id"]
-    assert version == "0004"
+    assert version == "0005"
