@@ -19,6 +19,7 @@ from gateway.state import GatewayState
 from gateway.upstream import open_upstream
 from shared import __version__
 from shared.app import create_base_app, liveness_router
+from shared.errors import install_error_handlers
 from shared.settings import load_settings
 
 DESCRIPTION = """\
@@ -56,7 +57,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi=OpenAPICache(own_document, {"Auth": auth, "Tasks": tasks}),
     )
     exact, pattern = cors_origins(settings.allowed_origins)
-    return create_base_app(
+    app = create_base_app(
         name="gateway",
         title=API_TITLE,
         description=DESCRIPTION,
@@ -91,3 +92,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         metrics_token=settings.metrics_token,
         public_metrics=False,
     )
+    # The gateway's own answers (an unknown path, a method a route does not serve) in the
+    # API's error format too; it has no database, so no database handlers.
+    install_error_handlers(app, database=False)
+    return app

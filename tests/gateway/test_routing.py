@@ -96,7 +96,7 @@ async def test_unknown_paths_are_404_without_touching_a_service(
         response = await client.get(path)
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "Not Found"}
+    assert response.json() == {"detail": "Not Found", "code": "not_found"}
     assert gateway.auth.requests == gateway.tasks.requests == []
 
 
@@ -137,3 +137,20 @@ async def test_dots_that_are_not_segments_reach_the_service_as_sent(
 
     assert response.status == 200
     assert gateway.tasks.requests[-1].raw_path == target.encode()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/no-such-page", 404, "not_found"),
+        ("DELETE", "/health", 405, "method_not_allowed"),
+    ],
+)
+async def test_the_gateways_own_errors_carry_their_code(
+    gateway: GatewayUnderTest, method: str, path: str, status: int, code: str
+) -> None:
+    async with gateway.client() as client:
+        response = await client.request(method, path)
+
+    assert response.status_code == status
+    assert response.json()["code"] == code
