@@ -24,6 +24,9 @@ JWT_ALGORITHM = "HS256"
 
 # Argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane). bcrypt hashes from
 # an earlier system still verify and are replaced with argon2 at the next login.
+# passlib (the maintained libpass fork) rather than pwdlib: both hash with argon2-cffi and
+# bcrypt and offer verify-and-update, so a switch would change nothing measurable, and
+# passlib is the library this project's design names.
 ARGON2_PARAMETERS = {"memory_cost": 19_456, "time_cost": 2, "parallelism": 1}
 password_context = CryptContext(
     schemes=["argon2", "bcrypt"],
