@@ -8,13 +8,14 @@ into the service's schema, so the same models run on SQLite, which has none.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -39,6 +40,8 @@ _STATEMENT_CACHE_SIZE = 100
 
 # Neon suspends idle computes after about five minutes; recycle pooled connections before that.
 POOL_RECYCLE_SECONDS = 240
+# A pooled connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 @dataclass
@@ -131,14 +134,39 @@ def _create_postgres(url: DatabaseUrl, config: DatabaseConfig, schema: str) -> D
         # Waiting for a busy pool is bounded like a query, not like a (cold) connect.
         pool_timeout=config.command_timeout,
         pool_recycle=POOL_RECYCLE_SECONDS,
-        pool_pre_ping=True,
         # Parameters (password hashes, emails) stay out of error messages and so out of logs.
         hide_parameters=True,
         execution_options={"schema_translate_map": {None: schema}},
     )
+    _ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
     return Database(
         engine, "postgresql", schema, url.safe_description, connector=connector, pooler=pooler
     )
+
+
+def _ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection before use only when it has been idle for `idle_seconds`.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout, and asyncpg's ping is a transaction
+    of its own: three round trips before each request's own statements. A connection in
+    steady use has just proved itself; one left idle may have been dropped (a server or
+    pooler restart, a network cut) and is replaced here, before a request meets it.
+    """
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return  # new, or just used
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # whatever the failure, the pool tries another connection
+            raise DisconnectionError("pooled connection did not answer a ping") from exc
+
+    event.listen(engine.sync_engine, "checkin", checked_in)
+    event.listen(engine.sync_engine, "checkout", checked_out)
 
 
 def _create_sqlite(url: DatabaseUrl, config: DatabaseConfig) -> Database:

@@ -3,6 +3,7 @@ query fails on a real database."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from pathlib import Path
@@ -12,12 +13,13 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 
 from shared import database_transport
 from shared.database_tls import Tls
-from shared.db import Database, create_database
+from shared.db import PING_AFTER_IDLE_SECONDS, Database, create_database
 from shared.errors import database_error
 from shared.settings import ServiceSettings
 
@@ -49,6 +51,67 @@ async def test_a_failing_query_logs_its_statement_but_never_its_values(
     }
     assert "SELECT CAST($1 AS integer)" in caplog.text
     assert "hash-of-a-password" not in caplog.text
+
+
+def _count_pings(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    pings: list[None] = []
+    adapted = asyncpg_dialect.AsyncAdapt_asyncpg_connection
+    ping = adapted.ping
+
+    def counted(self: Any) -> None:
+        pings.append(None)
+        ping(self)
+
+    monkeypatch.setattr(adapted, "ping", counted)
+    return pings
+
+
+@pytest.mark.postgres
+async def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = _count_pings(monkeypatch)
+    settings = ServiceSettings(
+        _env_file=None, database_url=SecretStr(postgres_url), data_dir=tmp_path, db_pool_size=1
+    )
+    database = create_database(settings.database_config(), schema="public", name="check")
+    backend_pid = text("SELECT pg_backend_pid()")
+    try:
+        async with database.engine.connect() as connection:
+            first = (await connection.execute(backend_pid)).scalar_one()
+        killer = await asyncpg.connect(postgres_url)
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", first)
+        finally:
+            await killer.close()
+        await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+
+        async with database.engine.connect() as connection:
+            second = (await connection.execute(backend_pid)).scalar_one()
+    finally:
+        await database.dispose()
+
+    assert second != first
+    assert len(pings) == 1
+
+
+@pytest.mark.postgres
+async def test_a_connection_in_steady_use_is_not_pinged(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = _count_pings(monkeypatch)
+    settings = ServiceSettings(
+        _env_file=None, database_url=SecretStr(postgres_url), data_dir=tmp_path, db_pool_size=1
+    )
+    database = create_database(settings.database_config(), schema="public", name="check")
+    try:
+        for _ in range(5):
+            async with database.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    finally:
+        await database.dispose()
+
+    assert pings == []
 
 
 NEON_POOLER = (
@@ -107,8 +170,8 @@ async def test_neon_pooler_gets_no_statement_caches_and_timeouts_for_cold_starts
     assert arguments["timeout"] == 10
     assert arguments["command_timeout"] == 5
     assert pool.timeout() == 5
-    # Connections are checked before use and renewed before Neon's ~5 minute idle suspend.
-    assert pool._pre_ping is True
+    # Connections are renewed before Neon's ~5 minute idle suspend; an idle one is pinged
+    # before use (test_an_idle_connection_the_server_dropped_is_replaced_before_use).
     assert 0 < pool._recycle < 300
 
 
