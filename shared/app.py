@@ -147,6 +147,9 @@ def create_base_app(
         openapi_url="/openapi.json" if docs else None,
         # TrailingSlashMiddleware serves both spellings; a redirect would leave TLS.
         redirect_slashes=False,
+        # Metrics are Prometheus' (/metrics) and logs our own; FastAPI's OpenTelemetry would
+        # otherwise look up the global providers on every request to find none configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         middleware=[
             Middleware(RequestContextMiddleware),
             Middleware(TrailingSlashMiddleware),
