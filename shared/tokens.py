@@ -303,17 +303,63 @@ def _decode(token: str, key: str | jwt.PyJWK, algorithm: str, leeway: float) -> 
     return claims
 
 
+class VerifiedTokens:
+    """Tokens already verified, by their text, each kept until it expires or for `max_age`.
+
+    A client sends the same token with every request of its lifetime, so checking its
+    signature and claims once is enough. An entry leaves when its token expires (with the
+    leeway verification allows) or after `max_age`, whichever is sooner, so a key withdrawn
+    from a JWKS stops serving within `max_age`; at most `size` entries, the oldest go first.
+    Only tokens that passed are kept: a flood of bad tokens cannot fill it.
+    """
+
+    def __init__(self, *, size: int = 4096, max_age: float = 60.0, leeway: float) -> None:
+        self.size = size
+        self.max_age = max_age
+        self.leeway = leeway
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        principal, until = entry
+        if time.time() >= until:
+            del self._entries[token]
+            return None
+        return principal
+
+    def put(self, token: str, principal: Principal) -> None:
+        expires = principal.claims.get("exp")
+        if not isinstance(expires, int | float):
+            return  # verification requires `exp`; anything else is not kept
+        if len(self._entries) >= self.size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[token] = (principal, min(expires + self.leeway, time.time() + self.max_age))
+
+
 class TokenVerifier:
     """Checks a bearer token with the strategy for its `alg` and names its user."""
 
-    def __init__(self, strategies: Sequence[KeyStrategy]) -> None:
+    def __init__(
+        self, strategies: Sequence[KeyStrategy], *, leeway: float = DEFAULT_LEEWAY_SECONDS
+    ) -> None:
         self.strategies = list(strategies)
         self._by_algorithm = {
             algorithm: strategy for strategy in strategies for algorithm in strategy.algorithms
         }
+        self._verified = VerifiedTokens(leeway=leeway)
 
     async def verify(self, token: str) -> Principal:
         """Return the principal, or raise InvalidTokenError / SigningKeysUnavailableError."""
+        known = self._verified.get(token)
+        if known is not None:
+            return known
+        principal = await self._verify(token)
+        self._verified.put(token, principal)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidTokenError("token too large", f"{len(token)} bytes")
         try:
@@ -357,7 +403,7 @@ def create_verifier(settings: ServiceSettings) -> TokenVerifier:
                 leeway=leeway,
             )
         )
-    return TokenVerifier(strategies)
+    return TokenVerifier(strategies, leeway=leeway)
 
 
 def _subject(claims: Mapping[str, Any], source: TokenSource) -> str:

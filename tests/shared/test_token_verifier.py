@@ -18,11 +18,14 @@ from shared.tokens import (
     InvalidTokenError,
     JWKSCache,
     JWKSKeys,
+    Principal,
     SharedSecrets,
     SigningKeysUnavailableError,
     SigningSecret,
+    TokenExpiredError,
     TokenSource,
     TokenVerifier,
+    VerifiedTokens,
     create_verifier,
 )
 from tests.support.better_auth import FakeBetterAuth, serve_better_auth
@@ -365,3 +368,68 @@ async def test_known_keys_keep_working_while_the_jwks_is_down(
     await verifier.aclose()
 
     assert principal.user_id == "ba-user"
+
+
+class _CountingSecrets(SharedSecrets):
+    """Our own HS256 secret, counting the tokens it is asked to check."""
+
+    def __init__(self) -> None:
+        super().__init__([SigningSecret(SECRET_KEY, TokenSource.AUTH_SERVICE)], leeway=0)
+        self.checked = 0
+
+    async def claims(self, token: str, header: Any) -> Any:
+        self.checked += 1
+        return await super().claims(token, header)
+
+
+async def test_a_verified_token_is_not_checked_again_on_its_next_request() -> None:
+    secrets = _CountingSecrets()
+    verifier = TokenVerifier([secrets], leeway=0)
+    token = mint(sub="user-7")
+
+    first = await verifier.verify(token)
+    again = await verifier.verify(token)
+
+    assert first == again
+    assert again.user_id == "user-7"
+    assert secrets.checked == 1
+
+
+async def test_a_kept_token_is_refused_once_it_expires() -> None:
+    secrets = _CountingSecrets()
+    verifier = TokenVerifier([secrets], leeway=0)
+    token = mint(lifetime=1)
+    await verifier.verify(token)
+
+    await asyncio.sleep(
+        max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.05
+    )
+
+    with pytest.raises(TokenExpiredError):
+        await verifier.verify(token)
+    assert secrets.checked == 2
+
+
+async def test_refused_tokens_are_checked_every_time() -> None:
+    secrets = _CountingSecrets()
+    verifier = TokenVerifier([secrets], leeway=0)
+    token = mint(BETTER_AUTH_SECRET)
+
+    for _ in range(2):
+        with pytest.raises(InvalidTokenError):
+            await verifier.verify(token)
+    assert secrets.checked == 2
+
+
+def test_kept_tokens_are_bounded_in_number_and_age() -> None:
+    principal = Principal(
+        user_id="u", claims={"exp": time.time() + 900}, source=TokenSource.AUTH_SERVICE
+    )
+    kept = VerifiedTokens(size=2, leeway=0)
+    for token in ("a", "b", "c"):
+        kept.put(token, principal)
+    assert [kept.get(token) for token in ("a", "b", "c")] == [None, principal, principal]
+
+    aged = VerifiedTokens(max_age=0, leeway=0)
+    aged.put("a", principal)
+    assert aged.get("a") is None
