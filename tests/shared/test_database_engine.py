@@ -56,7 +56,7 @@ async def test_a_failing_query_logs_its_statement_but_never_its_values(
 def _count_pings(monkeypatch: pytest.MonkeyPatch) -> list[None]:
     pings: list[None] = []
     adapted = asyncpg_dialect.AsyncAdapt_asyncpg_connection
-    ping = adapted.ping
+    ping: Any = adapted.ping
 
     def counted(self: Any) -> None:
         pings.append(None)
