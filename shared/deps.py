@@ -63,3 +63,11 @@ async def get_session(state: ServiceStateDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_database(state: ServiceStateDep) -> Database:
+    """The service's database, for routes that open their own connection."""
+    return state.database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]

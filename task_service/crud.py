@@ -13,23 +13,27 @@ in `task_counts` (up to six rows summed); with a tag or text filter, from COUNT(
 
 from __future__ import annotations
 
+import functools
 import operator
 import typing
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     CursorResult,
+    Integer,
     Row,
     Select,
     SQLColumnExpression,
+    String,
+    bindparam,
     cast,
     delete,
     exists,
     func,
-    literal,
     not_,
     or_,
     tuple_,
@@ -37,14 +41,22 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from shared.db import utcnow
+from shared.db import Database, utcnow
 from task_service.models import PRIORITIES, Task, TaskCount, metadata, priority_rank
-from task_service.schemas import ListPosition, TaskCreate, TaskListQuery, TaskPublic
+from task_service.schemas import (
+    ListPosition,
+    SortField,
+    SortOrder,
+    TaskCreate,
+    TaskListQuery,
+    TaskPublic,
+)
 
 
 async def create_task(session: AsyncSession, *, user_id: str, data: TaskCreate) -> Task:
@@ -64,24 +76,29 @@ async def get_task(session: AsyncSession, *, user_id: str, task_id: int) -> Task
 
 
 async def list_tasks(
-    session: AsyncSession, *, user_id: str, query: TaskListQuery
+    database: Database, *, user_id: str, query: TaskListQuery
 ) -> tuple[Sequence[Row[Any]], int]:
     """One page of the user's tasks (rows of the columns TaskPublic names), and how many
     tasks match in all."""
-    dialect = session.get_bind().dialect.name
-    # Reads only, each a statement of its own: no BEGIN and ROLLBACK around them (two round
-    # trips of every list). A total that a write between them makes disagree with the page
-    # is caught below. Plain rows, not ORM objects: they are only serialized.
-    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    statement = list_page_statement(user_id=user_id, query=query, dialect=dialect)
-    tasks = list((await connection.execute(statement)).all())
+    # Reads only, each a statement of its own, on a connection in autocommit: no session,
+    # and no BEGIN and ROLLBACK around them (two round trips of every list). A total that a
+    # write between them makes disagree with the page is caught below. Plain rows, not ORM
+    # objects: they are only serialized.
+    async with database.reader.connect() as connection:
+        return await _list_tasks(connection, database.kind, user_id=user_id, query=query)
+
+
+async def _list_tasks(
+    connection: AsyncConnection, dialect: str, *, user_id: str, query: TaskListQuery
+) -> tuple[Sequence[Row[Any]], int]:
+    shape = _ListShape.of(query, dialect)
+    values = _list_values(user_id, query, dialect)
+    tasks = list((await connection.execute(_page_statement(shape), values)).all())
     position = query.position
     if len(tasks) < query.limit and position is not None and _before_missing_due_dates(position):
         # The page ran out of due dates: tasks without one come next, in id order.
-        rest = _no_due_date_statement(
-            user_id=user_id, query=query, dialect=dialect, limit=query.limit - len(tasks)
-        )
-        tasks += (await connection.execute(rest)).all()
+        rest = {**values, "limit": query.limit - len(tasks)}
+        tasks += (await connection.execute(_no_due_date_statement(shape), rest)).all()
     if position is None:
         # A short page that is not past the end tells the total by itself.
         if len(tasks) < query.limit and (tasks or query.offset == 0):
@@ -94,26 +111,97 @@ async def list_tasks(
         kept: int = (await connection.execute(kept_total)).scalar_one()
         if _agrees_with_page(kept, rows_before, len(tasks)):
             return tasks, kept
-    conditions = _filters(dialect, user_id, query)
-    total = await connection.execute(select(func.count()).select_from(_TASKS).where(*conditions))
+    total = await connection.execute(_count_statement(shape), values)
     return tasks, total.scalar_one()
 
 
 def list_page_statement(
     *, user_id: str, query: TaskListQuery, dialect: str = "postgresql"
 ) -> Select[Any]:
-    """The statement for one page of a list (public: the benchmark explains what is sent).
+    """The statement for one page of a list, its values bound (public: the benchmark
+    explains what is sent).
 
     A page after a cursor starts at the cursor's key in the sort's index, which costs the same
     however deep the page is; an offset reads and skips the rows before it.
     """
+    statement = _page_statement(_ListShape.of(query, dialect))
+    return statement.params(_list_values(user_id, query, dialect))
+
+
+@dataclass(frozen=True)
+class _ListShape:
+    """What a list's SQL depends on. The rest (the user, the page, the priority, the tag, the
+    search words, the cursor's position) are bound values.
+
+    Lists of one shape share their statements, built once: building a statement and its
+    cache key cost more than running it.
+    """
+
+    dialect: str
+    status: str
+    priority: bool
+    tag: bool
+    q: bool
+    sort: SortField
+    direction: SortOrder
+    # None: no cursor; "key": after a sort key and id; "id": among tasks without a due date.
+    after: Literal["key", "id"] | None
+
+    @classmethod
+    def of(cls, query: TaskListQuery, dialect: str) -> _ListShape:
+        position = query.position
+        after: Literal["key", "id"] | None = None
+        if position is not None:
+            after = "id" if position.key is None else "key"
+        return cls(
+            dialect,
+            query.status,
+            query.priority is not None,
+            query.tag is not None,
+            query.q is not None,
+            query.sort,
+            query.direction,
+            after,
+        )
+
+
+def _list_values(user_id: str, query: TaskListQuery, dialect: str) -> dict[str, Any]:
+    """The values a list's statements bind."""
+    values: dict[str, Any] = {"user_id": user_id, "limit": query.limit, "offset": query.offset}
+    if query.priority is not None:
+        values["priority"] = query.priority
+    if query.tag is not None:
+        # PostgreSQL tests containment of an array; SQLite compares each element.
+        values["tag"] = [query.tag] if dialect == "postgresql" else query.tag
+    if query.q is not None:
+        values["q"] = _like_escaped(query.q)
+    position = query.position
+    if position is not None:
+        values["after_id"] = position.id
+        key: Any = position.key
+        if position.sort == "priority":
+            key = PRIORITIES.index(key) + 1  # the rank priority_rank() gives it
+        values["after_key"] = key
+    return values
+
+
+def _like_escaped(text: str) -> str:
+    """`text` to be matched literally by LIKE ... ESCAPE '/', as SQLAlchemy's autoescape does
+    (which takes literal strings only)."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+@functools.cache
+def _page_statement(shape: _ListShape) -> Select[Any]:
     statement: Select[Any] = (
         select(*_LISTED_COLUMNS)
-        .where(*_filters(dialect, user_id, query), *_after(query.position, dialect))
-        .order_by(*_ordering(query))
-        .limit(query.limit)
+        .where(*_filters(shape), *_after(shape))
+        .order_by(*_ordering(shape))
+        .limit(bindparam("limit", type_=Integer))
     )
-    return statement if query.position is not None else statement.offset(query.offset)
+    if shape.after is None:
+        statement = statement.offset(bindparam("offset", type_=BigInteger))
+    return statement
 
 
 def _before_missing_due_dates(position: ListPosition) -> bool:
@@ -121,52 +209,55 @@ def _before_missing_due_dates(position: ListPosition) -> bool:
     return position.sort == "due_date" and position.key is not None
 
 
-def _no_due_date_statement(
-    *, user_id: str, query: TaskListQuery, dialect: str, limit: int
-) -> Select[Any]:
+@functools.cache
+def _no_due_date_statement(shape: _ListShape) -> Select[Any]:
     """The first tasks without a due date, which follow every dated one in both orders."""
     statement: Select[Any] = (
         select(*_LISTED_COLUMNS)
-        .where(*_filters(dialect, user_id, query), _COLUMNS.due_date.is_(None))
-        .order_by(*_ordering(query))
-        .limit(limit)
+        .where(*_filters(shape), _COLUMNS.due_date.is_(None))
+        .order_by(*_ordering(shape))
+        .limit(bindparam("limit", type_=Integer))
     )
     return statement
 
 
-def _after(position: ListPosition | None, dialect: str) -> list[ColumnElement[bool]]:
-    """The rows that come after a position in its order.
+@functools.cache
+def _count_statement(shape: _ListShape) -> Select[Any]:
+    return select(func.count()).select_from(_TASKS).where(*_filters(shape))
+
+
+def _after(shape: _ListShape) -> list[ColumnElement[bool]]:
+    """The rows that come after the cursor's position in its order.
 
     One row comparison, `(key, id) > (:key, :id)`, which an index on (user_id, key, id) reads
     as a range starting at the position; the equivalent OR of two comparisons it cannot.
     """
-    if position is None:
+    if shape.after is None:
         return []
-    later = operator.gt if position.direction == "asc" else operator.lt
-    if position.key is None:  # among the tasks without a due date, which only id orders
-        return [_COLUMNS.due_date.is_(None), later(_COLUMNS.id, position.id)]
-    key_column = _SORT_KEYS[position.sort]
-    key: Any = position.key
-    if position.sort == "priority":
-        key = PRIORITIES.index(position.key) + 1  # the rank priority_rank() gives it
-    elif position.sort == "title":
+    later = operator.gt if shape.direction == "asc" else operator.lt
+    after_id = bindparam("after_id", type_=_COLUMNS.id.type)
+    if shape.after == "id":  # among the tasks without a due date, which only id orders
+        return [_COLUMNS.due_date.is_(None), later(_COLUMNS.id, after_id)]
+    key_column = _SORT_KEYS[shape.sort]
+    key: Any
+    if shape.sort == "title":
         # The database lowers the title as the index does; Python's lower() may differ.
-        key = func.lower(literal(position.key))
-    if dialect == "sqlite" and position.sort in ("priority", "title"):
+        key = func.lower(bindparam("after_key", type_=String))
+    elif shape.sort == "priority":
+        key = bindparam("after_key", type_=Integer)
+    else:
+        key = bindparam("after_key", type_=_COLUMNS[shape.sort].type)
+    if shape.dialect == "sqlite" and shape.sort in ("priority", "title"):
         # SQLite searches an index on an expression for `expr >= ?`, not for a row value: it
         # starts at the key and skips the ties before the position (other tasks of the same
         # priority, titles that differ in case).
-        at_or_after = operator.ge if position.direction == "asc" else operator.le
+        at_or_after = operator.ge if shape.direction == "asc" else operator.le
         return [
             at_or_after(key_column, key),
-            or_(later(key_column, key), later(_COLUMNS.id, position.id)),
+            or_(later(key_column, key), later(_COLUMNS.id, after_id)),
         ]
-    # A plain tuple binds its values with the columns' types; a function needs tuple_(). A row
-    # whose due date is NULL compares as NULL, so it never passes: list_tasks reads those.
-    row = tuple_(key_column, _COLUMNS.id)
-    if position.sort == "title":
-        return [later(row, tuple_(key, literal(position.id)))]
-    return [later(row, (key, position.id))]
+    # A row whose due date is NULL compares as NULL, so it never passes: list_tasks reads those.
+    return [later(tuple_(key_column, _COLUMNS.id), tuple_(key, after_id))]
 
 
 def kept_total_statement(*, user_id: str, query: TaskListQuery) -> SelectOfScalar[int]:
@@ -255,30 +346,31 @@ async def _update(session: AsyncSession, user_id: str, task_id: int, **values: A
     return task
 
 
-def _filters(dialect: str, user_id: str, query: TaskListQuery) -> list[ColumnElement[bool]]:
-    conditions = [_COLUMNS.user_id == user_id]
-    if query.status != "all":
-        conditions.append(_COLUMNS.completed.is_(query.status == "completed"))
-    if query.priority is not None:
-        conditions.append(_COLUMNS.priority == query.priority)
-    if query.tag is not None:
-        conditions.append(_has_tag(dialect, query.tag))
-    if query.q is not None:
+def _filters(shape: _ListShape) -> list[ColumnElement[bool]]:
+    conditions = [_COLUMNS.user_id == bindparam("user_id", type_=String)]
+    if shape.status != "all":
+        conditions.append(_COLUMNS.completed.is_(shape.status == "completed"))
+    if shape.priority:
+        conditions.append(_COLUMNS.priority == bindparam("priority", type_=String))
+    if shape.tag:
+        conditions.append(_has_tag(shape.dialect))
+    if shape.q:
+        words = bindparam("q", type_=String)
         conditions.append(
             or_(
-                _COLUMNS.title.icontains(query.q, autoescape=True),
-                _COLUMNS.description.icontains(query.q, autoescape=True),
+                _COLUMNS.title.icontains(words, escape="/"),
+                _COLUMNS.description.icontains(words, escape="/"),
             )
         )
     return conditions
 
 
-def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
+def _has_tag(dialect: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
-        return type_coerce(_COLUMNS.tags, JSONB()).contains([tag])
+        return type_coerce(_COLUMNS.tags, JSONB()).contains(bindparam("tag", type_=JSONB()))
     # SQLite has no containment operator: look through the array's elements instead.
     elements = func.json_each(_COLUMNS.tags).table_valued("value")
-    return exists().where(elements.c.value == tag)
+    return exists().where(elements.c.value == bindparam("tag", type_=String))
 
 
 # The tables' own columns, not the ORM's attributes: a list's statements then skip the ORM's
@@ -300,11 +392,11 @@ _SORT_KEYS: dict[str, SQLColumnExpression[Any]] = {
 }
 
 
-def _ordering(query: TaskListQuery) -> list[UnaryExpression[Any]]:
-    key = _SORT_KEYS[query.sort]
-    if query.direction == "asc":
+def _ordering(shape: _ListShape) -> list[UnaryExpression[Any]]:
+    key = _SORT_KEYS[shape.sort]
+    if shape.direction == "asc":
         first, tie_break = key.asc(), _COLUMNS.id.asc()
     else:
         first, tie_break = key.desc(), _COLUMNS.id.desc()
     # Only due_date can be NULL; tasks without one come last in either direction.
-    return [first.nulls_last() if query.sort == "due_date" else first, tie_break]
+    return [first.nulls_last() if shape.sort == "due_date" else first, tie_break]

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, Request, Response, status
 
-from shared.deps import SessionDep
+from shared.deps import DatabaseDep, SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
 from task_service import crud
 from task_service.deps import ClearQuery, ListQuery, OwnUserId, TaskId
@@ -66,14 +66,14 @@ def _found(task: Task | None) -> TaskPublic:
 async def list_tasks(
     user_id: OwnUserId,
     query: ListQuery,
-    session: SessionDep,
+    database: DatabaseDep,
     request: Request,
 ) -> Response:
     """The user's tasks, filtered, sorted and paged; the total is in `X-Total-Count`.
 
     A full page names the next one in `X-Next-Cursor` and `Link`.
     """
-    tasks, total = await crud.list_tasks(session, user_id=user_id, query=query)
+    tasks, total = await crud.list_tasks(database, user_id=user_id, query=query)
     headers = {TOTAL_COUNT_HEADER: str(total)}
     if tasks and len(tasks) == query.limit:
         cursor = ListPosition.after(tasks[-1], query.sort, query.direction).encode()
