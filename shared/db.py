@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -139,6 +140,8 @@ def _create_postgres(url: DatabaseUrl, config: DatabaseConfig, schema: str) -> D
         pool_recycle=POOL_RECYCLE_SECONDS,
         # Parameters (password hashes, emails) stay out of error messages and so out of logs.
         hide_parameters=True,
+        # JSON columns (a task's tags) decoded by orjson: json.loads took a tenth of a list.
+        json_deserializer=orjson.loads,
         execution_options={"schema_translate_map": {None: schema}},
     )
     _ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
@@ -182,6 +185,7 @@ def _create_sqlite(url: DatabaseUrl, config: DatabaseConfig) -> Database:
         max_overflow=0,
         pool_timeout=config.command_timeout,
         hide_parameters=True,
+        json_deserializer=orjson.loads,
     )
     event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
     return Database(engine, "sqlite", None, url.safe_description, ephemeral=config.ephemeral)
