@@ -58,14 +58,15 @@ class Database:
     # SQLite files that a restart will lose.
     ephemeral: bool = False
     sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
-    # The same pool, its connections in autocommit: for reads that need no transaction.
-    reader: AsyncEngine = field(init=False)
+    # The same pool, its connections in autocommit: for single statements, which need no
+    # transaction around them.
+    autocommit: AsyncEngine = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
-        self.reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def ping(self) -> None:
         """Run a real query; raises if the database cannot answer."""

@@ -1,10 +1,14 @@
-"""Database operations of the task service. Each function commits what it changes.
+"""Database operations of the task service.
 
 Every write is one statement that checks ownership and changes the row together, so no write
 acts on a stale read: a toggle flips the value the row holds at that moment (concurrent
 toggles all count) and a PUT or PATCH changes only the fields it names. Writes to the same
 field still end with the last one: a task sent back whole carries `completed`, so it undoes
 a toggle that landed just before it.
+
+Every statement runs on a connection in autocommit: one statement is atomic on its own and
+committed before its answer comes back, so no BEGIN and COMMIT round trips wrap it. Each
+function returns rows of the columns TaskPublic names, never ORM objects.
 
 A list's total comes from its page when the page is short (and not after a cursor);
 otherwise, filtered by no more than status and priority, from the counts the database keeps
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,7 +26,6 @@ from typing import Any, Literal
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    CursorResult,
     Integer,
     Row,
     Select,
@@ -34,6 +36,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    insert,
     not_,
     or_,
     tuple_,
@@ -43,8 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import UnaryExpression
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from shared.db import Database, utcnow
@@ -59,20 +61,18 @@ from task_service.schemas import (
 )
 
 
-async def create_task(session: AsyncSession, *, user_id: str, data: TaskCreate) -> Task:
+async def create_task(database: Database, *, user_id: str, data: TaskCreate) -> Row[Any]:
     now = utcnow()
-    task = Task(user_id=user_id, **data.model_dump(), created_at=now, updated_at=now)
-    session.add(task)
-    await session.commit()
-    return task
+    values = {**data.model_dump(), "user_id": user_id, "created_at": now, "updated_at": now}
+    async with database.autocommit.connect() as connection:
+        return (await connection.execute(_INSERT, values)).one()
 
 
-async def get_task(session: AsyncSession, *, user_id: str, task_id: int) -> Task | None:
+async def get_task(database: Database, *, user_id: str, task_id: int) -> Row[Any] | None:
     """The task, or None when it does not exist or belongs to someone else."""
-    result = await session.exec(
-        select(Task).where(col(Task.id) == task_id, col(Task.user_id) == user_id)
-    )
-    return result.first()
+    statement = select(*_LISTED_COLUMNS).where(_COLUMNS.id == task_id, _COLUMNS.user_id == user_id)
+    async with database.autocommit.connect() as connection:
+        return (await connection.execute(statement)).one_or_none()
 
 
 async def list_tasks(
@@ -80,11 +80,9 @@ async def list_tasks(
 ) -> tuple[Sequence[Row[Any]], int]:
     """One page of the user's tasks (rows of the columns TaskPublic names), and how many
     tasks match in all."""
-    # Reads only, each a statement of its own, on a connection in autocommit: no session,
-    # and no BEGIN and ROLLBACK around them (two round trips of every list). A total that a
-    # write between them makes disagree with the page is caught below. Plain rows, not ORM
-    # objects: they are only serialized.
-    async with database.reader.connect() as connection:
+    # Each statement on its own, with no transaction around them: a total that a write
+    # between them makes disagree with the page is caught below.
+    async with database.autocommit.connect() as connection:
         return await _list_tasks(connection, database.kind, user_id=user_id, query=query)
 
 
@@ -293,57 +291,51 @@ def _agrees_with_page(total: int, rows_before: int | None, rows: int) -> bool:
 
 
 async def update_task(
-    session: AsyncSession, *, user_id: str, task_id: int, values: dict[str, Any]
-) -> Task | None:
+    database: Database, *, user_id: str, task_id: int, values: dict[str, Any]
+) -> Row[Any] | None:
     """Set the given fields; None when the user has no such task. No fields, no change."""
     if not values:
-        return await get_task(session, user_id=user_id, task_id=task_id)
-    return await _update(session, user_id, task_id, **values)
+        return await get_task(database, user_id=user_id, task_id=task_id)
+    return await _update(database, user_id, task_id, **values)
 
 
-async def toggle_completed(session: AsyncSession, *, user_id: str, task_id: int) -> Task | None:
+async def toggle_completed(database: Database, *, user_id: str, task_id: int) -> Row[Any] | None:
     """Flip `completed` in the database, so concurrent toggles each count."""
-    return await _update(session, user_id, task_id, completed=not_(col(Task.completed)))
+    return await _update(database, user_id, task_id, completed=not_(_COLUMNS.completed))
 
 
-async def delete_task(session: AsyncSession, *, user_id: str, task_id: int) -> bool:
+async def delete_task(database: Database, *, user_id: str, task_id: int) -> bool:
     """True when the user's task existed and is gone."""
-    result = await session.exec(
-        delete(Task)
-        .where(col(Task.id) == task_id, col(Task.user_id) == user_id)
-        .returning(col(Task.id))
+    statement = (
+        delete(_TASKS)
+        .where(_COLUMNS.id == task_id, _COLUMNS.user_id == user_id)
+        .returning(_COLUMNS.id)
     )
-    deleted = result.scalar_one_or_none()
-    await session.commit()
-    return deleted is not None
+    async with database.autocommit.connect() as connection:
+        return (await connection.execute(statement)).one_or_none() is not None
 
 
-async def delete_completed(session: AsyncSession, *, user_id: str) -> int:
-    """Delete the user's completed tasks in one statement; returns how many there were.
+async def delete_completed(database: Database, *, user_id: str) -> int:
+    """Delete the user's completed tasks; how many there were.
 
     The delete trigger keeps `task_counts` right, one update per priority, locking the
     count rows in key order as every other writer does (migration 0005).
     """
-    result = await session.exec(
-        delete(Task)
-        .where(col(Task.user_id) == user_id, col(Task.completed).is_(True))
-        # Nothing is loaded in a request's session: no objects to keep in step.
-        .execution_options(synchronize_session=False)
-    )
-    await session.commit()
-    return typing.cast(CursorResult[Any], result).rowcount
+    statement = delete(_TASKS).where(_COLUMNS.user_id == user_id, _COLUMNS.completed.is_(True))
+    async with database.autocommit.connect() as connection:
+        result = await connection.execute(statement)
+    return result.rowcount
 
 
-async def _update(session: AsyncSession, user_id: str, task_id: int, **values: Any) -> Task | None:
-    result = await session.exec(
-        update(Task)
-        .where(col(Task.id) == task_id, col(Task.user_id) == user_id)
+async def _update(database: Database, user_id: str, task_id: int, **values: Any) -> Row[Any] | None:
+    statement = (
+        update(_TASKS)
+        .where(_COLUMNS.id == task_id, _COLUMNS.user_id == user_id)
         .values(**values, updated_at=utcnow())
-        .returning(Task)
+        .returning(*_LISTED_COLUMNS)
     )
-    task: Task | None = result.scalar_one_or_none()
-    await session.commit()
-    return task
+    async with database.autocommit.connect() as connection:
+        return (await connection.execute(statement)).one_or_none()
 
 
 def _filters(shape: _ListShape) -> list[ColumnElement[bool]]:
@@ -379,6 +371,8 @@ _TASKS = metadata.tables[Task.__tablename__]
 _COLUMNS = _TASKS.c
 _COUNT_COLUMNS = metadata.tables[TaskCount.__tablename__].c
 _LISTED_COLUMNS = [_COLUMNS[name] for name in TaskPublic.model_fields]
+# Every column but the id, which the database assigns; the values are bound per request.
+_INSERT = insert(_TASKS).returning(*_LISTED_COLUMNS)
 
 # Each key, with the user first and id last, is an index (models.Task): a page is read in
 # order and the scan stops at the limit. The keys must stay the indexed expressions. Built

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Request, Response, status
+from sqlalchemy import Row
 
-from shared.deps import DatabaseDep, SessionDep
+from shared.deps import DatabaseDep
 from shared.errors import ApiError, ErrorCode, error_responses
 from task_service import crud
 from task_service.deps import ClearQuery, ListQuery, OwnUserId, TaskId
-from task_service.models import Task
 from task_service.schemas import ListPosition, TaskCreate, TaskPublic, TasksDeleted, TaskUpdate
 
 TOTAL_COUNT_HEADER = "X-Total-Count"
@@ -50,7 +50,7 @@ _TASK_RESPONSES = error_responses(401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 _TASK_BODY_RESPONSES = error_responses(400, 401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 
 
-def _public(task: Task) -> TaskPublic:
+def _public(task: Row[Any]) -> TaskPublic:
     return TaskPublic.model_validate(task, from_attributes=True)
 
 
@@ -58,7 +58,7 @@ def _not_found() -> ApiError:
     return ApiError(ErrorCode.TASK_NOT_FOUND, "Task not found")
 
 
-def _found(task: Task | None) -> TaskPublic:
+def _found(task: Row[Any] | None) -> TaskPublic:
     if task is None:
         raise _not_found()
     return _public(task)
@@ -101,28 +101,28 @@ async def list_tasks(
     response_model=TaskPublic,
     responses=error_responses(400, 401, 403, 503),
 )
-async def create_task(user_id: OwnUserId, body: TaskCreate, session: SessionDep) -> TaskPublic:
+async def create_task(user_id: OwnUserId, body: TaskCreate, database: DatabaseDep) -> TaskPublic:
     """Add a task. Only `title` is required; unknown fields are ignored."""
-    return _public(await crud.create_task(session, user_id=user_id, data=body))
+    return _public(await crud.create_task(database, user_id=user_id, data=body))
 
 
 @router.delete("", response_model=TasksDeleted, responses=error_responses(401, 403, 503))
 async def clear_completed(
-    user_id: OwnUserId, query: ClearQuery, session: SessionDep
+    user_id: OwnUserId, query: ClearQuery, database: DatabaseDep
 ) -> TasksDeleted:
     """Delete every completed task of the user at once (`?status=completed` is required)."""
-    return TasksDeleted(deleted=await crud.delete_completed(session, user_id=user_id))
+    return TasksDeleted(deleted=await crud.delete_completed(database, user_id=user_id))
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
-async def read_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) -> TaskPublic:
+async def read_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> TaskPublic:
     """One task."""
-    return _found(await crud.get_task(session, user_id=user_id, task_id=task_id))
+    return _found(await crud.get_task(database, user_id=user_id, task_id=task_id))
 
 
 @router.put("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
 async def replace_task(
-    user_id: OwnUserId, task_id: TaskId, body: TaskUpdate, session: SessionDep
+    user_id: OwnUserId, task_id: TaskId, body: TaskUpdate, database: DatabaseDep
 ) -> TaskPublic:
     """Change the fields given and keep the others; null clears `description` or `due_date`.
 
@@ -130,14 +130,14 @@ async def replace_task(
     ignored, so a task as read from this API may be sent back whole.
     """
     values = body.model_dump(exclude_unset=True)
-    return _found(await crud.update_task(session, user_id=user_id, task_id=task_id, values=values))
+    return _found(await crud.update_task(database, user_id=user_id, task_id=task_id, values=values))
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
 async def update_task(
     user_id: OwnUserId,
     task_id: TaskId,
-    session: SessionDep,
+    database: DatabaseDep,
     body: Annotated[TaskUpdate | None, Body()] = None,
 ) -> TaskPublic:
     """With a JSON body, change only the fields given; with no body (or `null`), toggle
@@ -146,22 +146,22 @@ async def update_task(
     `{}` changes nothing. Unknown fields are ignored.
     """
     if body is None:
-        task = await crud.toggle_completed(session, user_id=user_id, task_id=task_id)
+        task = await crud.toggle_completed(database, user_id=user_id, task_id=task_id)
     else:
         values = body.model_dump(exclude_unset=True)
-        task = await crud.update_task(session, user_id=user_id, task_id=task_id, values=values)
+        task = await crud.update_task(database, user_id=user_id, task_id=task_id, values=values)
     return _found(task)
 
 
 @router.patch("/{task_id}/complete", response_model=TaskPublic, responses=_TASK_RESPONSES)
-async def toggle_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) -> TaskPublic:
+async def toggle_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> TaskPublic:
     """Toggle `completed`: done becomes not done and the other way round."""
-    return _found(await crud.toggle_completed(session, user_id=user_id, task_id=task_id))
+    return _found(await crud.toggle_completed(database, user_id=user_id, task_id=task_id))
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_TASK_RESPONSES)
-async def delete_task(user_id: OwnUserId, task_id: TaskId, session: SessionDep) -> Response:
+async def delete_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> Response:
     """Delete a task for good."""
-    if not await crud.delete_task(session, user_id=user_id, task_id=task_id):
+    if not await crud.delete_task(database, user_id=user_id, task_id=task_id):
         raise _not_found()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
