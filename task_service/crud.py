@@ -301,7 +301,9 @@ async def update_task(
 
 async def toggle_completed(database: Database, *, user_id: str, task_id: int) -> Row[Any] | None:
     """Flip `completed` in the database, so concurrent toggles each count."""
-    return await _update(database, user_id, task_id, completed=not_(_COLUMNS.completed))
+    values = {"task_id": task_id, "owner": user_id, "now": utcnow()}
+    async with database.autocommit.connect() as connection:
+        return (await connection.execute(_TOGGLE, values)).one_or_none()
 
 
 async def delete_task(database: Database, *, user_id: str, task_id: int) -> bool:
@@ -371,8 +373,18 @@ _TASKS = metadata.tables[Task.__tablename__]
 _COLUMNS = _TASKS.c
 _COUNT_COLUMNS = metadata.tables[TaskCount.__tablename__].c
 _LISTED_COLUMNS = [_COLUMNS[name] for name in TaskPublic.model_fields]
-# Every column but the id, which the database assigns; the values are bound per request.
+# The statements of the two most frequent writes, built once; values are bound per request.
+# The insert names every column but the id, which the database assigns.
 _INSERT = insert(_TASKS).returning(*_LISTED_COLUMNS)
+_TOGGLE = (
+    update(_TASKS)
+    .where(
+        _COLUMNS.id == bindparam("task_id", type_=_COLUMNS.id.type),
+        _COLUMNS.user_id == bindparam("owner", type_=String),
+    )
+    .values(completed=not_(_COLUMNS.completed), updated_at=bindparam("now"))
+    .returning(*_LISTED_COLUMNS)
+)
 
 # Each key, with the user first and id last, is an index (models.Task): a page is read in
 # order and the scan stops at the limit. The keys must stay the indexed expressions. Built

@@ -50,18 +50,33 @@ _TASK_RESPONSES = error_responses(401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 _TASK_BODY_RESPONSES = error_responses(400, 401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 
 
-def _public(task: Row[Any]) -> TaskPublic:
-    return TaskPublic.model_validate(task, from_attributes=True)
+def _encoded(task: Row[Any]) -> dict[str, Any]:
+    """A row of TaskPublic's columns, as TaskPublic's JSON object.
+
+    The rows hold TaskPublic's columns in its order, as stored under the table's constraints:
+    encoded as they are (orjson, UTC date-times with a Z), they give TaskPublic's JSON byte for
+    byte at a fraction of validating each into a model and letting FastAPI validate and
+    serialize it again. `response_model` stays on each route, for the OpenAPI document.
+    """
+    # zip() with the names known up front: Row._asdict() goes through a mapping view.
+    return dict(zip(_LISTED, task, strict=True))
+
+
+def _json(
+    content: Any, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
+) -> Response:
+    body = orjson.dumps(content, option=orjson.OPT_UTC_Z)
+    return Response(body, status_code, headers, media_type="application/json")
 
 
 def _not_found() -> ApiError:
     return ApiError(ErrorCode.TASK_NOT_FOUND, "Task not found")
 
 
-def _found(task: Row[Any] | None) -> TaskPublic:
+def _found(task: Row[Any] | None, status_code: int = status.HTTP_200_OK) -> Response:
     if task is None:
         raise _not_found()
-    return _public(task)
+    return _json(_encoded(task), status_code)
 
 
 @router.get("", response_model=list[TaskPublic], responses=_LIST_RESPONSES)
@@ -83,16 +98,7 @@ async def list_tasks(
         # Relative, so it stays right behind the gateway and any TLS proxy.
         following = request.url.remove_query_params("offset").include_query_params(cursor=cursor)
         headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-    # The rows hold TaskPublic's columns in its order, as stored under the table's
-    # constraints: encoded as they are, they give TaskPublic's JSON byte for byte (UTC
-    # date-times with a Z) at a fraction of validating each row into a model and letting
-    # FastAPI validate and serialize it again. `response_model` stays, for the OpenAPI
-    # document.
-    # zip() with the names known up front: Row._asdict() goes through a mapping view per row.
-    body = orjson.dumps(
-        [dict(zip(_LISTED, task, strict=True)) for task in tasks], option=orjson.OPT_UTC_Z
-    )
-    return Response(body, media_type="application/json", headers=headers)
+    return _json([_encoded(task) for task in tasks], headers=headers)
 
 
 @router.post(
@@ -101,9 +107,10 @@ async def list_tasks(
     response_model=TaskPublic,
     responses=error_responses(400, 401, 403, 503),
 )
-async def create_task(user_id: OwnUserId, body: TaskCreate, database: DatabaseDep) -> TaskPublic:
+async def create_task(user_id: OwnUserId, body: TaskCreate, database: DatabaseDep) -> Response:
     """Add a task. Only `title` is required; unknown fields are ignored."""
-    return _public(await crud.create_task(database, user_id=user_id, data=body))
+    task = await crud.create_task(database, user_id=user_id, data=body)
+    return _found(task, status.HTTP_201_CREATED)
 
 
 @router.delete("", response_model=TasksDeleted, responses=error_responses(401, 403, 503))
@@ -115,7 +122,7 @@ async def clear_completed(
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
-async def read_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> TaskPublic:
+async def read_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> Response:
     """One task."""
     return _found(await crud.get_task(database, user_id=user_id, task_id=task_id))
 
@@ -123,7 +130,7 @@ async def read_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) 
 @router.put("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
 async def replace_task(
     user_id: OwnUserId, task_id: TaskId, body: TaskUpdate, database: DatabaseDep
-) -> TaskPublic:
+) -> Response:
     """Change the fields given and keep the others; null clears `description` or `due_date`.
 
     The same as PATCH with a body. Unknown fields (and `id`, `user_id`, the timestamps) are
@@ -139,7 +146,7 @@ async def update_task(
     task_id: TaskId,
     database: DatabaseDep,
     body: Annotated[TaskUpdate | None, Body()] = None,
-) -> TaskPublic:
+) -> Response:
     """With a JSON body, change only the fields given; with no body (or `null`), toggle
     `completed`.
 
@@ -154,7 +161,7 @@ async def update_task(
 
 
 @router.patch("/{task_id}/complete", response_model=TaskPublic, responses=_TASK_RESPONSES)
-async def toggle_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> TaskPublic:
+async def toggle_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> Response:
     """Toggle `completed`: done becomes not done and the other way round."""
     return _found(await crud.toggle_completed(database, user_id=user_id, task_id=task_id))
 
