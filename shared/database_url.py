@@ -208,8 +208,8 @@ class DatabaseConfig:
     url: DatabaseUrl | None
     # Each service keeps its own SQLite file here when `url` is None.
     data_dir: Path
-    pool_size: int = 5
-    max_overflow: int = 5
+    pool_size: int = 10
+    max_overflow: int = 0
     connect_timeout: float = 10.0
     command_timeout: float = 5.0
     pooler: PoolerMode = "auto"
