@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.auth import CurrentPrincipal
 from shared.tokens import MAX_SUBJECT_LENGTH
@@ -65,10 +66,39 @@ def _refuse_repeats(request: Request, names: Iterable[str]) -> None:
         )
 
 
-async def list_query(request: Request, query: Annotated[TaskListQuery, Query()]) -> TaskListQuery:
-    """The list's parameters, each given at most once."""
+async def list_query(request: Request) -> TaskListQuery:
+    """The list's parameters, each given at most once.
+
+    Validated by the model itself: FastAPI's reading of a query model field by field cost an
+    eighth of a list request. LIST_QUERY_PARAMETERS documents them as FastAPI would.
+    """
     _refuse_repeats(request, TaskListQuery.model_fields)
-    return query
+    try:
+        return TaskListQuery.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("query", *error["loc"])} for error in errors]
+        ) from None
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI's query parameters for a model's fields, as FastAPI writes them for a
+    `Query()` model (for routes that validate the model themselves)."""
+    properties = model.model_json_schema()["properties"]
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": field.is_required(),
+            "schema": properties[name],
+            **({"description": field.description} if field.description else {}),
+        }
+        for name, field in model.model_fields.items()
+    ]
+
+
+LIST_QUERY_PARAMETERS = query_parameters(TaskListQuery)
 
 
 async def clear_query(

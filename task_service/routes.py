@@ -15,7 +15,7 @@ from sqlalchemy import Row
 from shared.deps import DatabaseDep
 from shared.errors import ApiError, ErrorCode, error_responses
 from task_service import crud
-from task_service.deps import ClearQuery, ListQuery, OwnUserId, TaskId
+from task_service.deps import LIST_QUERY_PARAMETERS, ClearQuery, ListQuery, OwnUserId, TaskId
 from task_service.schemas import ListPosition, TaskCreate, TaskPublic, TasksDeleted, TaskUpdate
 
 TOTAL_COUNT_HEADER = "X-Total-Count"
@@ -79,7 +79,12 @@ def _found(task: Row[Any] | None, status_code: int = status.HTTP_200_OK) -> Resp
     return _json(_encoded(task), status_code)
 
 
-@router.get("", response_model=list[TaskPublic], responses=_LIST_RESPONSES)
+@router.get(
+    "",
+    response_model=list[TaskPublic],
+    responses=_LIST_RESPONSES,
+    openapi_extra={"parameters": LIST_QUERY_PARAMETERS},
+)
 async def list_tasks(
     user_id: OwnUserId,
     query: ListQuery,
