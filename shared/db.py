@@ -234,6 +234,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _aware_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend (SQLite stores it naive)."""
 
@@ -247,6 +253,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             value = value.replace(tzinfo=UTC)
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        # asyncpg reads a timestamptz as an aware datetime in UTC, but for the lowest one
+        # (year 1), which it gives naive: one cheap check per value, not the general path.
+        if dialect.driver == "asyncpg":
+            return _aware_utc
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
