@@ -7,10 +7,11 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware import Middleware
 
 from gateway.middleware import (
+    SECURITY_HEADERS_BESIDE,
     JSONCORSMiddleware,
     ProxyDispatchMiddleware,
-    SecurityHeadersMiddleware,
     cors_origins,
+    security_headers,
 )
 from gateway.openapi import OpenAPICache
 from gateway.routes import API_TITLE, router
@@ -66,9 +67,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         routers=[router],
         startup=[state.start],
         shutdown=[state.aclose],
-        # Security headers on every answer; CORS answers preflights itself.
+        # Security headers on every answer, set with the request id in one place.
+        response_headers=security_headers(settings.frame_ancestors),
+        response_headers_beside=SECURITY_HEADERS_BESIDE,
+        # CORS answers preflights itself.
         middleware=[
-            Middleware(SecurityHeadersMiddleware, frame_ancestors=settings.frame_ancestors),
             Middleware(
                 JSONCORSMiddleware,
                 allow_origins=exact,

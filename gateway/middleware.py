@@ -7,7 +7,7 @@ import re
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.proxy import proxy, send_error
 from gateway.state import GatewayState
@@ -68,36 +68,22 @@ def has_dot_segment(path: str) -> bool:
     return any(segment.split(";", 1)[0] in {".", ".."} for segment in path.split("/"))
 
 
-class SecurityHeadersMiddleware:
-    """Adds browser security headers to every response, proxied ones included.
+def security_headers(frame_ancestors: str) -> list[tuple[bytes, bytes]]:
+    """Browser security headers for every response, proxied ones included.
 
     There is no X-Frame-Options: it cannot name several embedders, and the Space page must
-    be able to frame the app. `frame-ancestors` says who may.
+    be able to frame the app. `frame-ancestors` says who may. A response's own
+    Content-Security-Policy (the web app's) stays beside this one (SECURITY_HEADERS_BESIDE):
+    browsers enforce every policy they get, so it can only narrow what ours allows.
     """
+    return [
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"strict-origin-when-cross-origin"),
+        (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
+    ]
 
-    def __init__(self, app: ASGIApp, frame_ancestors: str) -> None:
-        self.app = app
-        self.headers = [
-            (b"x-content-type-options", b"nosniff"),
-            (b"referrer-policy", b"strict-origin-when-cross-origin"),
-            (b"content-security-policy", f"frame-ancestors {frame_ancestors}".encode()),
-        ]
-        # A response's own Content-Security-Policy (the web app's) stays beside ours: browsers
-        # enforce every policy they get, so it can only narrow what ours allows.
-        self.names = frozenset(name for name, _ in self.headers) - {b"content-security-policy"}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                kept = [h for h in message.get("headers", []) if h[0].lower() not in self.names]
-                message = {**message, "headers": kept + self.headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+SECURITY_HEADERS_BESIDE = frozenset({b"content-security-policy"})
 
 
 class JSONCORSMiddleware(CORSMiddleware):

@@ -106,6 +106,8 @@ def create_base_app(
     docs: bool = True,
     metrics_token: SecretStr | None = None,
     public_metrics: bool = True,
+    response_headers: Sequence[tuple[bytes, bytes]] = (),
+    response_headers_beside: frozenset[bytes] = frozenset(),
 ) -> FastAPI:
     """A FastAPI app with what every process shares.
 
@@ -120,6 +122,9 @@ def create_base_app(
 
     `/metrics` answers anyone when `public_metrics` (a service, on its own port); otherwise
     only `Authorization: Bearer <metrics_token>`, and 404 while no token is set.
+
+    `response_headers` go on every response, replacing the app's own of those names but for
+    `response_headers_beside` (RequestContextMiddleware adds them with the request id).
     """
     configure_logging(settings.log_level, name, settings.log_format)
 
@@ -151,7 +156,11 @@ def create_base_app(
         # otherwise look up the global providers on every request to find none configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
         middleware=[
-            Middleware(RequestContextMiddleware),
+            Middleware(
+                RequestContextMiddleware,
+                headers=response_headers,
+                beside=response_headers_beside,
+            ),
             Middleware(TrailingSlashMiddleware),
             *middleware,
             # Inside the others, so its 500 still gets the request id and their headers.

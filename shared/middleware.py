@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,7 +35,8 @@ def pick_request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class RequestContextMiddleware:
-    """Gives each request an id (kept from the client when sane), echoes it, logs the request.
+    """Gives each request an id (kept from the client when sane), echoes it, logs the request,
+    and adds the process's own response headers (the gateway's security headers).
 
     The id lives in `request_id_var` for log lines and in `scope["state"]["request_id"]` for
     code that forwards it. HEAD is answered as GET without the body, so every GET route
@@ -42,8 +44,17 @@ class RequestContextMiddleware:
     status nginx uses for it: the server did nothing wrong.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        beside: frozenset[bytes] = frozenset(),
+    ) -> None:
         self.app = app
+        # Headers every response carries besides its id: each replaces the app's own header
+        # of that name, but for the names in `beside`, which are added next to the app's.
+        self.headers = list(headers)
+        self.replaced = frozenset(name for name, _ in headers) - beside | {REQUEST_ID_HEADER}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,9 +85,10 @@ class RequestContextMiddleware:
             nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
+                replaced = self.replaced
+                headers = [h for h in message.get("headers", []) if h[0].lower() not in replaced]
                 headers.append((REQUEST_ID_HEADER, request_id.encode("ascii")))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": headers + self.headers}
             elif message["type"] == "http.response.body":
                 complete = not message.get("more_body", False)
                 if head:
