@@ -48,6 +48,23 @@ def _email() -> str:
     return f"u{uuid.uuid4().hex[:12]}@example.com"
 
 
+@asynccontextmanager
+async def _failure_limited(
+    limited_app: Clients, ip: str
+) -> AsyncIterator[tuple[httpx2.AsyncClient, str, httpx2.Response]]:
+    """A client at `ip` of an app allowing two failed sign-ins per account and client, with
+    the account it registered (password "correct horse"): its email and the answer."""
+    email = _email()
+    async with (
+        limited_app(login_failure_limit="2/15 minutes") as client_from,
+        client_from(ip) as client,
+    ):
+        registered = await client.post(
+            "/auth/register", json={"email": email, "password": "correct horse"}
+        )
+        yield client, email, registered
+
+
 async def test_a_client_over_the_limit_gets_429_with_retry_after(limited_app: Clients) -> None:
     async with (
         limited_app(auth_rate_limit="3/minute") as client_from,
@@ -97,12 +114,7 @@ async def test_the_token_endpoint_spends_the_same_budget_as_login(
 
 
 async def test_failed_sign_ins_count_alike_on_login_and_token(limited_app: Clients) -> None:
-    email = _email()
-    async with (
-        limited_app(login_failure_limit="2/15 minutes") as client_from,
-        client_from("203.0.113.67") as client,
-    ):
-        await client.post("/auth/register", json={"email": email, "password": "correct horse"})
+    async with _failure_limited(limited_app, "203.0.113.67") as (client, email, _):
         await client.post("/auth/login", json={"email": email, "password": "guess"})
         await client.post("/auth/token", data={"username": email, "password": "guess"})
         locked = [
@@ -116,14 +128,7 @@ async def test_failed_sign_ins_count_alike_on_login_and_token(limited_app: Clien
 async def test_wrong_current_passwords_count_towards_the_failure_limit(
     limited_app: Clients,
 ) -> None:
-    email = _email()
-    async with (
-        limited_app(login_failure_limit="2/15 minutes") as client_from,
-        client_from("203.0.113.68") as client,
-    ):
-        registered = await client.post(
-            "/auth/register", json={"email": email, "password": "correct horse"}
-        )
+    async with _failure_limited(limited_app, "203.0.113.68") as (client, email, registered):
         headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
         wrong = {"current_password": "guess", "new_password": "battery staple"}
         tries = [await client.post("/auth/password", json=wrong, headers=headers) for _ in range(2)]
@@ -209,12 +214,7 @@ async def test_repeated_failures_lock_the_account_for_that_client_only(
 
 
 async def test_a_successful_login_clears_earlier_failures(limited_app: Clients) -> None:
-    email = _email()
-    async with (
-        limited_app(login_failure_limit="2/15 minutes") as client_from,
-        client_from("192.0.2.20") as client,
-    ):
-        await client.post("/auth/register", json={"email": email, "password": "correct horse"})
+    async with _failure_limited(limited_app, "192.0.2.20") as (client, email, _):
         await client.post("/auth/login", json={"email": email, "password": "typo"})
         await client.post("/auth/login", json={"email": email, "password": "correct horse"})
         after = [

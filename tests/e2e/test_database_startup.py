@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ROOT, session_processes, start_stack
+from tests.e2e.conftest import ROOT, Stack, session_processes, start_stack
 from tests.support.http_server import free_port
 from tests.support.pg_cluster import DATABASE, PASSWORD, HostedPostgres
 from tests.support.tokens import SECRET_KEY
@@ -46,6 +46,15 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], within: f
     pytest.fail(f"{text!r} never appeared:\n{path.read_text(errors='replace')[-3000:]}")
 
 
+def _exit_code_and_log(stack: Stack) -> tuple[int, str]:
+    """How a stack that should give up by itself ended, once it has, and its log."""
+    try:
+        code = stack.process.wait(timeout=FAILS_WITHIN)
+    finally:
+        stack.stop()
+    return code, stack.log()
+
+
 @pytest.mark.parametrize(
     ("change", "cause"),
     [
@@ -65,12 +74,8 @@ def test_a_database_setting_no_retry_can_fix_ends_the_stack_with_one_line(
         password=password or PASSWORD, database=query.pop("database", DATABASE), **query
     )
     stack = start_stack(tmp_path, DATABASE_URL=url)
-    try:
-        code = stack.process.wait(timeout=FAILS_WITHIN)
-    finally:
-        stack.stop()
+    code, log = _exit_code_and_log(stack)
 
-    log = stack.log()
     assert code == 1, log[-3000:]
     lines = [line for line in log.splitlines() if "Database configuration error" in line]
     assert lines, log[-3000:]
@@ -86,12 +91,8 @@ def test_an_unusable_sqlite_directory_ends_the_stack_naming_data_dir(tmp_path: P
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     stack = start_stack(tmp_path, DATA_DIR=str(blocker / "data"), SECRET_KEY=SECRET_KEY)
-    try:
-        code = stack.process.wait(timeout=FAILS_WITHIN)
-    finally:
-        stack.stop()
+    code, log = _exit_code_and_log(stack)
 
-    log = stack.log()
     assert code == 1, log[-3000:]
     assert "DATA_DIR" in log
     assert "Traceback" not in log
