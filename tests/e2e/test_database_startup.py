@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,33 +99,46 @@ def test_an_unusable_sqlite_directory_ends_the_stack_naming_data_dir(tmp_path: P
     assert "Traceback" not in log
 
 
-def test_an_outage_is_retried_with_its_real_cause(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, DATABASE_URL=_unreachable_url())
+@dataclass
+class WaitingRun:
+    """A stack that waited for an unreachable database, then was sent SIGTERM."""
+
+    stack: Stack
+    # The log once the first retry was reported.
+    log: str
+    code: int
+    # Seconds from the SIGTERM to supervisord's exit.
+    took: float
+
+
+@pytest.fixture(scope="module")
+def waiting_run(tmp_path_factory: pytest.TempPathFactory) -> WaitingRun:
+    """One stack retrying an outage and then stopped: the tests below only look at it, so
+    they share one start-up."""
+    stack = start_stack(tmp_path_factory.mktemp("waiting"), DATABASE_URL=_unreachable_url())
     try:
         log = _wait_for(stack.log_path, "retrying", stack.process, FAILS_WITHIN)
-    finally:
-        stack.stop()
-
-    retries = [line for line in log.splitlines() if "retrying" in line]
-    assert all("ConnectionRefusedError" in line for line in retries), retries
-    assert "InterfaceError" not in log
-
-
-def test_sigterm_while_waiting_for_the_database_stops_the_stack_within_5_s(
-    tmp_path: Path,
-) -> None:
-    stack = start_stack(tmp_path, DATABASE_URL=_unreachable_url())
-    try:
-        _wait_for(stack.log_path, "retrying", stack.process, FAILS_WITHIN)
         started = time.monotonic()
         stack.process.send_signal(signal.SIGTERM)
         code = stack.process.wait(timeout=30)
         took = time.monotonic() - started
     finally:
         stack.stop()
+    return WaitingRun(stack, log, code, took)
 
-    assert took < 5, f"took {took:.1f} s:\n{stack.log()[-3000:]}"
-    assert code == 0
+
+def test_an_outage_is_retried_with_its_real_cause(waiting_run: WaitingRun) -> None:
+    retries = [line for line in waiting_run.log.splitlines() if "retrying" in line]
+    assert all("ConnectionRefusedError" in line for line in retries), retries
+    assert "InterfaceError" not in waiting_run.log
+
+
+def test_sigterm_while_waiting_for_the_database_stops_the_stack_within_5_s(
+    waiting_run: WaitingRun,
+) -> None:
+    stack = waiting_run.stack
+    assert waiting_run.took < 5, f"took {waiting_run.took:.1f} s:\n{stack.log()[-3000:]}"
+    assert waiting_run.code == 0
     assert "SIGKILL" not in stack.log()
     assert session_processes(stack.process.pid) == {}, "a process outlived supervisord"
 
