@@ -72,9 +72,11 @@ def postgres_stack(postgres_url: str, tmp_path: Path, **overrides: str) -> Itera
         drop_stack_schemas(postgres_url, running)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack on PostgreSQL for a test module, in schemas of its own."""
+    """One default stack on PostgreSQL, in schemas of its own, for the modules that do not
+    start their own: their tests make users and request ids of their own, and a program one
+    kills is back before it ends."""
     with postgres_stack(postgres_url, tmp_path_factory.mktemp("stack")) as running:
         yield running
 
