@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
@@ -317,6 +318,15 @@ async def test_an_unreachable_redis_lets_requests_through(
     assert "Rate limit storage unavailable" in caplog.text
 
 
+# A pause long enough for the four logins after the first timeout to fall inside it even on
+# a loaded machine, short enough to wait out.
+STORAGE_RETRY_SECONDS = 3.0
+
+
+def _storage_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "Rate limit storage unavailable" in r.getMessage()]
+
+
 async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_login(
     limited_app: Clients,
     redis_url: str,
@@ -331,10 +341,8 @@ async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_logi
             limited_app(
                 auth_rate_limit="3/minute",
                 rate_limit_storage_url=through_proxy,
-                # A pause long enough for the four logins after the first timeout to fall
-                # inside it even on a loaded machine, short enough to wait out below.
                 rate_limit_storage_timeout=0.5,
-                rate_limit_storage_retry_seconds=3.0,
+                rate_limit_storage_retry_seconds=STORAGE_RETRY_SECONDS,
             ) as client_from,
             client_from(f"198.51.100.{uuid.uuid4().int % 200 + 20}") as client,
         ):
@@ -351,7 +359,10 @@ async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_logi
             during = [await login() for _ in range(5)]
             elapsed = time.monotonic() - started
             proxy.resume()
-            await asyncio.sleep(3.5)  # the storage is tried again once the pause is over
+            # The storage is tried again once the pause that began with the logged failure
+            # is over.
+            failed_at = min((r.created for r in _storage_failures(caplog)), default=time.time())
+            await asyncio.sleep(failed_at + STORAGE_RETRY_SECONDS + 0.1 - time.time())
             after = [await login() for _ in range(3)]
     finally:
         await proxy.cut()
@@ -361,8 +372,7 @@ async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_logi
     # waited out the socket timeout (5 s here); with it only the first does.
     assert during == [401] * 5
     assert elapsed < 4
-    failures = [r for r in caplog.records if "Rate limit storage unavailable" in r.getMessage()]
-    assert len(failures) == 1
+    assert len(_storage_failures(caplog)) == 1
     # Counting resumed: the client is over its three requests a minute again.
     assert 429 in after
 
