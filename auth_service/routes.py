@@ -52,13 +52,7 @@ auth_router = APIRouter(prefix="/auth", tags=["auth"])
 throttled = APIRouter(dependencies=[Depends(limit_per_client)])
 users_router = APIRouter(prefix="/api/users", tags=["users"])
 
-_SIGN_IN_ERRORS = error_responses(
-    ErrorCode.BAD_REQUEST,
-    ErrorCode.INVALID_CREDENTIALS,
-    ErrorCode.VALIDATION_ERROR,
-    ErrorCode.RATE_LIMITED,
-    ErrorCode.SERVICE_UNAVAILABLE,
-)
+_SIGN_IN_ERRORS = error_responses(400, ErrorCode.INVALID_CREDENTIALS, 422, 429, 503)
 
 
 async def _issue_tokens(
@@ -100,12 +94,7 @@ async def _issue_tokens(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=TokenResponse,
-    responses=error_responses(
-        ErrorCode.BAD_REQUEST,
-        ErrorCode.EMAIL_TAKEN,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.SERVICE_UNAVAILABLE,
-    ),
+    responses=error_responses(400, ErrorCode.EMAIL_TAKEN, 429, 503),
 )
 async def register(
     body: RegisterRequest, session: SessionDep, settings: SettingsDep
@@ -191,11 +180,7 @@ async def token(
     "/refresh",
     response_model=TokenResponse,
     responses=error_responses(
-        ErrorCode.BAD_REQUEST,
-        ErrorCode.INVALID_REFRESH_TOKEN,
-        ErrorCode.REFRESH_TOKEN_REUSED,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.SERVICE_UNAVAILABLE,
+        400, ErrorCode.INVALID_REFRESH_TOKEN, ErrorCode.REFRESH_TOKEN_REUSED, 429, 503
     ),
 )
 async def refresh(
@@ -246,12 +231,7 @@ async def _bearer_if_sent(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(
-        ErrorCode.BAD_REQUEST,
-        ErrorCode.NOT_AUTHENTICATED,
-        ErrorCode.INVALID_TOKEN,
-        ErrorCode.INVALID_REFRESH_TOKEN,
-        ErrorCode.VALIDATION_ERROR,
-        ErrorCode.SERVICE_UNAVAILABLE,
+        400, 401, ErrorCode.INVALID_TOKEN, ErrorCode.INVALID_REFRESH_TOKEN, 422, 503
     ),
 )
 async def logout(
@@ -298,13 +278,7 @@ async def logout(
     "/password",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(
-        ErrorCode.BAD_REQUEST,
-        ErrorCode.NOT_AUTHENTICATED,
-        ErrorCode.INVALID_TOKEN,
-        ErrorCode.INVALID_CREDENTIALS,
-        ErrorCode.VALIDATION_ERROR,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.SERVICE_UNAVAILABLE,
+        400, 401, ErrorCode.INVALID_TOKEN, ErrorCode.INVALID_CREDENTIALS, 422, 429, 503
     ),
 )
 async def change_password(
@@ -345,12 +319,7 @@ async def change_password(
 @users_router.get(
     "/me",
     response_model=CurrentUserPublic,
-    responses=error_responses(
-        ErrorCode.NOT_AUTHENTICATED,
-        ErrorCode.INVALID_TOKEN,
-        ErrorCode.TOKEN_EXPIRED,
-        ErrorCode.SERVICE_UNAVAILABLE,
-    ),
+    responses=error_responses(401, ErrorCode.INVALID_TOKEN, ErrorCode.TOKEN_EXPIRED, 503),
 )
 async def read_me(identity: CurrentIdentity) -> CurrentUserPublic:
     """The signed-in user, with the tokens the task routes accept.

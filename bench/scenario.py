@@ -8,12 +8,13 @@ the order they run, are listed in bench/scenarios/__init__.py.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.config import MODERATE_CONNECTIONS, THINK_MS
 from bench.seeding import User
-from bench.wrk import WrkResult, run_wrk
+from bench.wrk import WrkResult, best, run_wrk
 from tests.support.stack import Stack
 
 
@@ -49,6 +50,26 @@ class Run:
     ) -> WrkResult:
         """One wrk run of the run's duration."""
         return run_wrk(url, script, connections=connections, duration=self.duration, env=env)
+
+    def list_tasks(self, url: str, user: User) -> WrkResult:
+        """One wrk run of `user` listing at `url` at the moderate load."""
+        return self.wrk(
+            url,
+            "get.lua",
+            connections=MODERATE_CONNECTIONS,
+            env={"TOKEN": user.token, "THINK_MS": str(THINK_MS)},
+        )
+
+    def best_lists(self, points: Mapping[str, tuple[str, User]]) -> dict[str, WrkResult]:
+        """Each point's best of `repeats` runs of `list_tasks` (url and user), in order.
+
+        The runs are interleaved, so drift on a shared machine hits every point alike.
+        """
+        runs: dict[str, list[WrkResult]] = {label: [] for label in points}
+        for _ in range(self.repeats):
+            for label, (url, user) in points.items():
+                runs[label].append(self.list_tasks(url, user))
+        return {label: best(results) for label, results in runs.items()}
 
 
 def _no_targets(results: Results) -> list[dict[str, Any]]:

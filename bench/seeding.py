@@ -9,20 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx2
+from sqlalchemy import inspect
 
 from bench.config import PASSWORD
+from task_service.models import Task
 
-_COLUMNS = [
-    "user_id",
-    "title",
-    "description",
-    "completed",
-    "priority",
-    "due_date",
-    "tags",
-    "created_at",
-    "updated_at",
-]
+# Every column but the generated id, in the table's order: each record below follows it.
+_COLUMNS = [column.name for column in inspect(Task).columns if not column.primary_key]
 
 
 class SeedingError(RuntimeError):

@@ -16,7 +16,7 @@ import logging
 import ssl
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -141,7 +141,22 @@ async def _bridge(
             writer.write(message if isinstance(message, bytes) else message.encode())
             await writer.drain()
 
-    tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+    try:
+        await copy_both_ways(upstream(), downstream())
+    finally:
+        # A dropped WebSocket closes the loopback socket: asyncpg sees a lost connection, so
+        # an open transaction fails (and is never acknowledged) instead of hanging.
+        writer.close()
+        with contextlib.suppress(OSError, ConnectionClosed):
+            await websocket.close()
+
+
+async def copy_both_ways(*copies: Coroutine[Any, Any, None]) -> None:
+    """Run the copies until one ends, then cancel the rest and wait for them.
+
+    A copy ending on a closed WebSocket or socket is a side going away, not an error.
+    """
+    tasks = [asyncio.create_task(copy) for copy in copies]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -150,11 +165,6 @@ async def _bridge(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
                 await task
-        # A dropped WebSocket closes the loopback socket: asyncpg sees a lost connection, so
-        # an open transaction fails (and is never acknowledged) instead of hanging.
-        writer.close()
-        with contextlib.suppress(OSError, ConnectionClosed):
-            await websocket.close()
 
 
 def _origin(url: str) -> str:

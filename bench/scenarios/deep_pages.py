@@ -14,11 +14,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx2
 
-from bench.config import MODERATE_CONNECTIONS, THINK_MS
 from bench.plans import explain_lists, plans_section
 from bench.scenario import Results, Run, Scenario, ratio, target, wrk_table
 from bench.seeding import User, register, seed_tasks, settle
-from bench.wrk import WrkResult, best, report
+from bench.wrk import report
 
 NAME = "deep_pages"
 TASKS = 10_000
@@ -73,20 +72,13 @@ def measure(run: Run) -> dict[str, Any]:
     cursor = _deep_cursor(stack.task_service_url, user)
     if cursor is not None:
         points[f"page {DEEP_PAGE}, cursor"] = f"limit={PAGE_SIZE}&cursor={quote(cursor)}"
-    runs: dict[str, list[WrkResult]] = {label: [] for label in points}
-    for _ in range(run.repeats):
-        for label, query in points.items():
-            runs[label].append(
-                run.wrk(
-                    f"{stack.task_service_url}{user.tasks_path}?{query}",
-                    "get.lua",
-                    connections=MODERATE_CONNECTIONS,
-                    env={"TOKEN": user.token, "THINK_MS": str(THINK_MS)},
-                )
-            )
+    urls = {
+        label: (f"{stack.task_service_url}{user.tasks_path}?{query}", user)
+        for label, query in points.items()
+    }
     data: dict[str, Any] = {"wrk": {}, "cursor": cursor is not None}
-    for label in points:
-        report(label, best(runs[label]), data["wrk"])
+    for label, result in run.best_lists(urls).items():
+        report(label, result, data["wrk"])
     # After the runs, so the plans meet the same warm cache as the requests measured.
     data["query_plans"] = asyncio.run(
         explain_lists(run.database_url, run.task_schema, user.id, points)

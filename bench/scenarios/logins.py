@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from auth_service.security import password_context
-from bench.config import MODERATE_CONNECTIONS, PASSWORD, THINK_MS
+from bench.config import PASSWORD
 from bench.sampling import MemoryPeaks, memory_line
 from bench.scenario import Results, Run, Scenario, target, wrk_row
 from bench.seeding import register
@@ -41,12 +41,7 @@ def measure(run: Run) -> dict[str, Any]:
         for _ in range(run.repeats):
             thread = threading.Thread(target=logins)
             thread.start()
-            reads = run.wrk(
-                stack.base_url + reader.tasks_path,
-                "get.lua",
-                connections=MODERATE_CONNECTIONS,
-                env={"TOKEN": reader.token, "THINK_MS": str(THINK_MS)},
-            )
+            reads = run.list_tasks(stack.base_url + reader.tasks_path, reader)
             thread.join()
             runs.append({"logins": outcome["logins"], "reads": reads})
     kept = best_together(runs, by="logins")

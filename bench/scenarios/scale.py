@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bench.config import MODERATE_CONNECTIONS, THINK_MS
 from bench.plans import explain_lists, plans_section
 from bench.scenario import Results, Run, Scenario, ratio, target, wrk_table
 from bench.seeding import User, register, seed_tasks, settle
-from bench.wrk import WrkResult, best, report
+from bench.wrk import report
 
 NAME = "scale"
 SIZES = (100, 10_000, 100_000)
@@ -36,25 +35,13 @@ def measure(run: Run) -> dict[str, Any]:
         asyncio.run(seed_tasks(run.database_url, run.task_schema, users[count].id, count))
     asyncio.run(settle(run.database_url, run.task_schema))
     points = {
-        f"{count} tasks, ?{query}": (user, query)
+        f"{count} tasks, ?{query}": (f"{stack.base_url}{user.tasks_path}?{query}", user)
         for count, user in users.items()
         for query in QUERIES
     }
-    runs: dict[str, list[WrkResult]] = {label: [] for label in points}
-    # Interleaved, so drift on a shared machine hits every size alike.
-    for _ in range(run.repeats):
-        for label, (user, query) in points.items():
-            runs[label].append(
-                run.wrk(
-                    f"{stack.base_url}{user.tasks_path}?{query}",
-                    "get.lua",
-                    connections=MODERATE_CONNECTIONS,
-                    env={"TOKEN": user.token, "THINK_MS": str(THINK_MS)},
-                )
-            )
     data: dict[str, Any] = {"wrk": {}}
-    for label in points:
-        report(label, best(runs[label]), data["wrk"])
+    for label, result in run.best_lists(points).items():
+        report(label, result, data["wrk"])
     for query in QUERIES:
         small = data["wrk"][f"{SIZES[0]} tasks, ?{query}"]["p50_ms"]
         large = data["wrk"][f"{SIZES[-1]} tasks, ?{query}"]["p50_ms"]

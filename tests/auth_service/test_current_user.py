@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx2
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from auth_service.app import create_app
 from auth_service.models import User
 from shared.deps import service_state
 from tests.auth_service.conftest import auth_settings
+from tests.support.asgi import serving
 from tests.support.better_auth import serve_better_auth
 from tests.support.databases import Backend, drop_schema
 from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY, bearer, mint, unsigned
@@ -163,11 +163,7 @@ async def test_a_better_auth_jwks_token_works_on_me(backend: Backend, tmp_path: 
     async with serve_better_auth("k1") as (fake, jwks_url):
         settings = auth_settings(backend, data_dir=tmp_path, better_auth_jwks_url=jwks_url)
         app = create_app(settings)
-        transport = httpx2.ASGITransport(app=app)
-        async with (
-            LifespanManager(app),
-            httpx2.AsyncClient(transport=transport, base_url="http://auth.test") as client,
-        ):
+        async with serving(app, "http://auth.test") as client:
             token = fake.token("k1", sub="ba-9", email="nine@example.com", name="Nine")
             response = await client.get("/api/users/me", headers=bearer(token))
         if backend.database_url:

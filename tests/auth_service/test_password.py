@@ -30,16 +30,23 @@ async def _refresh(client: httpx2.AsyncClient, token: str) -> httpx2.Response:
     return await client.post("/auth/refresh", json={"refresh_token": token})
 
 
+async def _change(
+    client: httpx2.AsyncClient, signed_in: dict[str, Any], current: str
+) -> httpx2.Response:
+    """Ask, as the signed-in user, to change the password from `current` to NEW."""
+    return await client.post(
+        "/auth/password",
+        json={"current_password": current, "new_password": NEW},
+        headers=bearer(signed_in["access_token"]),
+    )
+
+
 async def test_changing_the_password_ends_every_other_sign_in(
     client: httpx2.AsyncClient, signed_in: dict[str, Any]
 ) -> None:
     other = (await _login(client, OLD)).json()
 
-    response = await client.post(
-        "/auth/password",
-        json={"current_password": OLD, "new_password": NEW},
-        headers=bearer(signed_in["access_token"]),
-    )
+    response = await _change(client, signed_in, OLD)
 
     assert response.status_code == 204
     assert (await _login(client, OLD)).json()["code"] == "invalid_credentials"
@@ -54,11 +61,7 @@ async def test_a_wrong_current_password_is_401_and_changes_nothing(
 ) -> None:
     other = (await _login(client, OLD)).json()
 
-    response = await client.post(
-        "/auth/password",
-        json={"current_password": "not the password", "new_password": NEW},
-        headers=bearer(signed_in["access_token"]),
-    )
+    response = await _change(client, signed_in, "not the password")
 
     assert response.status_code == 401
     assert response.json()["code"] == "invalid_credentials"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
@@ -46,6 +47,23 @@ def limited_app(tmp_path: Path) -> Clients:
 
 def _email() -> str:
     return f"u{uuid.uuid4().hex[:12]}@example.com"
+
+
+@asynccontextmanager
+async def _failure_limited(
+    limited_app: Clients, ip: str
+) -> AsyncIterator[tuple[httpx2.AsyncClient, str, httpx2.Response]]:
+    """A client at `ip` of an app allowing two failed sign-ins per account and client, with
+    the account it registered (password "correct horse"): its email and the answer."""
+    email = _email()
+    async with (
+        limited_app(login_failure_limit="2/15 minutes") as client_from,
+        client_from(ip) as client,
+    ):
+        registered = await client.post(
+            "/auth/register", json={"email": email, "password": "correct horse"}
+        )
+        yield client, email, registered
 
 
 async def test_a_client_over_the_limit_gets_429_with_retry_after(limited_app: Clients) -> None:
@@ -97,12 +115,7 @@ async def test_the_token_endpoint_spends_the_same_budget_as_login(
 
 
 async def test_failed_sign_ins_count_alike_on_login_and_token(limited_app: Clients) -> None:
-    email = _email()
-    async with (
-        limited_app(login_failure_limit="2/15 minutes") as client_from,
-        client_from("203.0.113.67") as client,
-    ):
-        await client.post("/auth/register", json={"email": email, "password": "correct horse"})
+    async with _failure_limited(limited_app, "203.0.113.67") as (client, email, _):
         await client.post("/auth/login", json={"email": email, "password": "guess"})
         await client.post("/auth/token", data={"username": email, "password": "guess"})
         locked = [
@@ -116,14 +129,7 @@ async def test_failed_sign_ins_count_alike_on_login_and_token(limited_app: Clien
 async def test_wrong_current_passwords_count_towards_the_failure_limit(
     limited_app: Clients,
 ) -> None:
-    email = _email()
-    async with (
-        limited_app(login_failure_limit="2/15 minutes") as client_from,
-        client_from("203.0.113.68") as client,
-    ):
-        registered = await client.post(
-            "/auth/register", json={"email": email, "password": "correct horse"}
-        )
+    async with _failure_limited(limited_app, "203.0.113.68") as (client, email, registered):
         headers = {"Authorization": f"Bearer {registered.json()['access_token']}"}
         wrong = {"current_password": "guess", "new_password": "battery staple"}
         tries = [await client.post("/auth/password", json=wrong, headers=headers) for _ in range(2)]
@@ -209,12 +215,7 @@ async def test_repeated_failures_lock_the_account_for_that_client_only(
 
 
 async def test_a_successful_login_clears_earlier_failures(limited_app: Clients) -> None:
-    email = _email()
-    async with (
-        limited_app(login_failure_limit="2/15 minutes") as client_from,
-        client_from("192.0.2.20") as client,
-    ):
-        await client.post("/auth/register", json={"email": email, "password": "correct horse"})
+    async with _failure_limited(limited_app, "192.0.2.20") as (client, email, _):
         await client.post("/auth/login", json={"email": email, "password": "typo"})
         await client.post("/auth/login", json={"email": email, "password": "correct horse"})
         after = [
@@ -317,6 +318,15 @@ async def test_an_unreachable_redis_lets_requests_through(
     assert "Rate limit storage unavailable" in caplog.text
 
 
+# A pause long enough for the four logins after the first timeout to fall inside it even on
+# a loaded machine, short enough to wait out.
+STORAGE_RETRY_SECONDS = 3.0
+
+
+def _storage_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "Rate limit storage unavailable" in r.getMessage()]
+
+
 async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_login(
     limited_app: Clients,
     redis_url: str,
@@ -331,10 +341,8 @@ async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_logi
             limited_app(
                 auth_rate_limit="3/minute",
                 rate_limit_storage_url=through_proxy,
-                # A pause long enough for the four logins after the first timeout to fall
-                # inside it even on a loaded machine, short enough to wait out below.
                 rate_limit_storage_timeout=0.5,
-                rate_limit_storage_retry_seconds=3.0,
+                rate_limit_storage_retry_seconds=STORAGE_RETRY_SECONDS,
             ) as client_from,
             client_from(f"198.51.100.{uuid.uuid4().int % 200 + 20}") as client,
         ):
@@ -351,7 +359,10 @@ async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_logi
             during = [await login() for _ in range(5)]
             elapsed = time.monotonic() - started
             proxy.resume()
-            await asyncio.sleep(3.5)  # the storage is tried again once the pause is over
+            # The storage is tried again once the pause that began with the logged failure
+            # is over.
+            failed_at = min((r.created for r in _storage_failures(caplog)), default=time.time())
+            await asyncio.sleep(failed_at + STORAGE_RETRY_SECONDS + 0.1 - time.time())
             after = [await login() for _ in range(3)]
     finally:
         await proxy.cut()
@@ -361,8 +372,7 @@ async def test_a_hung_redis_is_skipped_for_a_while_instead_of_slowing_every_logi
     # waited out the socket timeout (5 s here); with it only the first does.
     assert during == [401] * 5
     assert elapsed < 4
-    failures = [r for r in caplog.records if "Rate limit storage unavailable" in r.getMessage()]
-    assert len(failures) == 1
+    assert len(_storage_failures(caplog)) == 1
     # Counting resumed: the client is over its three requests a minute again.
     assert 429 in after
 

@@ -10,7 +10,6 @@ from typing import Any
 import httpx2
 import jwt
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -20,6 +19,7 @@ from auth_service.models import RefreshToken
 from shared.db import utcnow
 from shared.deps import service_state
 from tests.auth_service.conftest import auth_settings
+from tests.support.asgi import serving
 from tests.support.databases import Backend, drop_schema
 from tests.support.tokens import SECRET_KEY, bearer, mint
 
@@ -159,11 +159,7 @@ async def test_the_just_rotated_token_revokes_the_sign_in_after_the_grace(
 
 async def test_without_a_grace_a_second_use_revokes_at_once(backend: Backend) -> None:
     app = create_app(auth_settings(backend, refresh_reuse_grace_seconds=0))
-    transport = httpx2.ASGITransport(app=app)
-    async with (
-        LifespanManager(app),
-        httpx2.AsyncClient(transport=transport, base_url="http://auth.test") as client,
-    ):
+    async with serving(app, "http://auth.test") as client:
         registered = await client.post(
             "/auth/register", json={"email": "nograce@example.com", "password": "correct horse"}
         )

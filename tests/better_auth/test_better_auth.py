@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -13,6 +14,15 @@ from tests.better_auth.conftest import BetterAuthServer, api_trusting, better_au
 from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.usefixtures("better_auth_installed")
+
+
+@pytest.fixture(scope="module")
+def default_server(
+    better_auth_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BetterAuthServer]:
+    """One server with the default key for the tests that only sign new users up on it."""
+    with better_auth_server(tmp_path_factory.mktemp("better-auth")) as server:
+        yield server
 
 
 async def _use(gateway_url: str, token: str, user_id: str) -> list[httpx2.Response]:
@@ -67,12 +77,14 @@ async def test_each_signing_algorithm_works_on_the_task_routes_and_me(
         pytest.param("better_auth_audience", "https://api.example", id="other-audience"),
     ],
 )
-async def test_issuer_and_audience_are_checked(tmp_path: Path, setting: str, value: str) -> None:
-    with better_auth_server(tmp_path) as server:
-        token, user = await server.sign_up()
-        checks = {**_checks(server), setting: value.format(base=server.base_url)}
-        async with api_trusting(tmp_path, **checks) as gateway_url:
-            responses = await _use(gateway_url, token, user["id"])
+async def test_issuer_and_audience_are_checked(
+    default_server: BetterAuthServer, tmp_path: Path, setting: str, value: str
+) -> None:
+    server = default_server
+    token, user = await server.sign_up()
+    checks = {**_checks(server), setting: value.format(base=server.base_url)}
+    async with api_trusting(tmp_path, **checks) as gateway_url:
+        responses = await _use(gateway_url, token, user["id"])
 
     for response in responses:
         assert response.status_code == 401, response.text
@@ -80,11 +92,11 @@ async def test_issuer_and_audience_are_checked(tmp_path: Path, setting: str, val
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_a_second_instances_keys_are_refused(tmp_path: Path) -> None:
-    with (
-        better_auth_server(tmp_path) as trusted,
-        better_auth_server(tmp_path) as other,
-    ):
+async def test_a_second_instances_keys_are_refused(
+    default_server: BetterAuthServer, tmp_path: Path
+) -> None:
+    trusted = default_server
+    with better_auth_server(tmp_path) as other:
         own_token, own_user = await trusted.sign_up()
         other_token, other_user = await other.sign_up()
         # Only the keys decide here: no issuer or audience is configured.

@@ -21,8 +21,7 @@ from playwright.sync_api import (
 )
 
 from tests.conftest import IN_CI
-from tests.e2e.conftest import Stack, drop_stack_schemas, start_stack
-from tests.support.databases import unique_schema
+from tests.e2e.conftest import Stack, postgres_stack
 
 CHROMIUM = "/usr/bin/chromium"
 # Playwright's own browser download is not available: the system Chromium, with nothing
@@ -49,21 +48,14 @@ LOGIN_FAILURE_LIMIT = 2
 @pytest.fixture(scope="module")
 def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One stack on PostgreSQL for a test module, in schemas of its own."""
-    running = start_stack(
+    with postgres_stack(
+        postgres_url,
         tmp_path_factory.mktemp("stack"),
-        DATABASE_URL=postgres_url,
-        AUTH_DB_SCHEMA=unique_schema("auth"),
-        TASK_DB_SCHEMA=unique_schema("tasks"),
         LOGIN_FAILURE_LIMIT=f"{LOGIN_FAILURE_LIMIT}/15 minutes",
         # The stand-in for the Space's page (see `embedder`) may frame the app.
         FRAME_ANCESTORS="'self' https://huggingface.co https://*.hf.space http://localhost:*",
-    )
-    try:
-        running.wait_healthy()
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        drop_stack_schemas(postgres_url, running)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,14 @@ from tests.support.databases import unique_schema
 from tests.support.stack import ROOT, Stack, launch
 from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY
 
-__all__ = ["ROOT", "Stack", "drop_stack_schemas", "session_processes", "start_stack"]
+__all__ = [
+    "ROOT",
+    "Stack",
+    "drop_stack_schemas",
+    "postgres_stack",
+    "session_processes",
+    "start_stack",
+]
 
 
 def start_stack(tmp_path: Path, *, launcher: Sequence[str] = (), **overrides: str) -> Stack:
@@ -43,21 +51,34 @@ def session_processes(session_id: int) -> dict[int, str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack on PostgreSQL for a test module, in schemas of its own."""
-    running = start_stack(
-        tmp_path_factory.mktemp("stack"),
-        DATABASE_URL=postgres_url,
-        AUTH_DB_SCHEMA=unique_schema("auth"),
-        TASK_DB_SCHEMA=unique_schema("tasks"),
-    )
+@contextmanager
+def postgres_stack(postgres_url: str, tmp_path: Path, **overrides: str) -> Iterator[Stack]:
+    """A healthy stack on PostgreSQL, in schemas of its own that are dropped after it stops.
+
+    `overrides` may name another DATABASE_URL to the same server (one with a password, say).
+    """
+    settings = {
+        "DATABASE_URL": postgres_url,
+        "AUTH_DB_SCHEMA": unique_schema("auth"),
+        "TASK_DB_SCHEMA": unique_schema("tasks"),
+        **overrides,
+    }
+    running = start_stack(tmp_path, **settings)
     try:
         running.wait_healthy()
         yield running
     finally:
         running.stop()
         drop_stack_schemas(postgres_url, running)
+
+
+@pytest.fixture(scope="session")
+def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One default stack on PostgreSQL, in schemas of its own, for the modules that do not
+    start their own: their tests make users and request ids of their own, and a program one
+    kills is back before it ends."""
+    with postgres_stack(postgres_url, tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 async def drop_stack_schemas_async(url: str, stack: Stack) -> None:

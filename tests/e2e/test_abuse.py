@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from tests.e2e.conftest import Stack, drop_stack_schemas, start_stack
-from tests.support.databases import rewrite_url, unique_schema
+from tests.e2e.conftest import Stack, postgres_stack
+from tests.support.databases import rewrite_url
 from tests.support.tokens import BETTER_AUTH_SECRET, bearer, mint
 
 pytestmark = pytest.mark.postgres
@@ -23,22 +23,16 @@ SECRET_KEY = "secret-key-for-log-test-0123456789abcdefghij"
 @pytest.fixture(scope="module")
 def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack logging at DEBUG, with tight sign-in limits and a password in DATABASE_URL."""
-    running = start_stack(
+    with postgres_stack(
+        postgres_url,
         tmp_path_factory.mktemp("abuse"),
         # The test server trusts local connections, so any password is accepted.
         DATABASE_URL=rewrite_url(postgres_url, password=DB_PASSWORD),
-        AUTH_DB_SCHEMA=unique_schema("auth"),
-        TASK_DB_SCHEMA=unique_schema("tasks"),
         SECRET_KEY=SECRET_KEY,
         AUTH_RATE_LIMIT="5/minute",
         LOG_LEVEL="DEBUG",
-    )
-    try:
-        running.wait_healthy()
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        drop_stack_schemas(postgres_url, running)
 
 
 def _login(client: httpx2.Client, forwarded_for: str) -> int:

@@ -9,12 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ROOT, session_processes, start_stack
+from tests.e2e.conftest import ROOT, Stack, session_processes, start_stack
 from tests.support.http_server import free_port
 from tests.support.pg_cluster import DATABASE, PASSWORD, HostedPostgres
 from tests.support.tokens import SECRET_KEY
@@ -46,6 +47,15 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes], within: f
     pytest.fail(f"{text!r} never appeared:\n{path.read_text(errors='replace')[-3000:]}")
 
 
+def _exit_code_and_log(stack: Stack) -> tuple[int, str]:
+    """How a stack that should give up by itself ended, once it has, and its log."""
+    try:
+        code = stack.process.wait(timeout=FAILS_WITHIN)
+    finally:
+        stack.stop()
+    return code, stack.log()
+
+
 @pytest.mark.parametrize(
     ("change", "cause"),
     [
@@ -65,12 +75,8 @@ def test_a_database_setting_no_retry_can_fix_ends_the_stack_with_one_line(
         password=password or PASSWORD, database=query.pop("database", DATABASE), **query
     )
     stack = start_stack(tmp_path, DATABASE_URL=url)
-    try:
-        code = stack.process.wait(timeout=FAILS_WITHIN)
-    finally:
-        stack.stop()
+    code, log = _exit_code_and_log(stack)
 
-    log = stack.log()
     assert code == 1, log[-3000:]
     lines = [line for line in log.splitlines() if "Database configuration error" in line]
     assert lines, log[-3000:]
@@ -86,44 +92,53 @@ def test_an_unusable_sqlite_directory_ends_the_stack_naming_data_dir(tmp_path: P
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     stack = start_stack(tmp_path, DATA_DIR=str(blocker / "data"), SECRET_KEY=SECRET_KEY)
-    try:
-        code = stack.process.wait(timeout=FAILS_WITHIN)
-    finally:
-        stack.stop()
+    code, log = _exit_code_and_log(stack)
 
-    log = stack.log()
     assert code == 1, log[-3000:]
     assert "DATA_DIR" in log
     assert "Traceback" not in log
 
 
-def test_an_outage_is_retried_with_its_real_cause(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, DATABASE_URL=_unreachable_url())
+@dataclass
+class WaitingRun:
+    """A stack that waited for an unreachable database, then was sent SIGTERM."""
+
+    stack: Stack
+    # The log once the first retry was reported.
+    log: str
+    code: int
+    # Seconds from the SIGTERM to supervisord's exit.
+    took: float
+
+
+@pytest.fixture(scope="module")
+def waiting_run(tmp_path_factory: pytest.TempPathFactory) -> WaitingRun:
+    """One stack retrying an outage and then stopped: the tests below only look at it, so
+    they share one start-up."""
+    stack = start_stack(tmp_path_factory.mktemp("waiting"), DATABASE_URL=_unreachable_url())
     try:
         log = _wait_for(stack.log_path, "retrying", stack.process, FAILS_WITHIN)
-    finally:
-        stack.stop()
-
-    retries = [line for line in log.splitlines() if "retrying" in line]
-    assert all("ConnectionRefusedError" in line for line in retries), retries
-    assert "InterfaceError" not in log
-
-
-def test_sigterm_while_waiting_for_the_database_stops_the_stack_within_5_s(
-    tmp_path: Path,
-) -> None:
-    stack = start_stack(tmp_path, DATABASE_URL=_unreachable_url())
-    try:
-        _wait_for(stack.log_path, "retrying", stack.process, FAILS_WITHIN)
         started = time.monotonic()
         stack.process.send_signal(signal.SIGTERM)
         code = stack.process.wait(timeout=30)
         took = time.monotonic() - started
     finally:
         stack.stop()
+    return WaitingRun(stack, log, code, took)
 
-    assert took < 5, f"took {took:.1f} s:\n{stack.log()[-3000:]}"
-    assert code == 0
+
+def test_an_outage_is_retried_with_its_real_cause(waiting_run: WaitingRun) -> None:
+    retries = [line for line in waiting_run.log.splitlines() if "retrying" in line]
+    assert all("ConnectionRefusedError" in line for line in retries), retries
+    assert "InterfaceError" not in waiting_run.log
+
+
+def test_sigterm_while_waiting_for_the_database_stops_the_stack_within_5_s(
+    waiting_run: WaitingRun,
+) -> None:
+    stack = waiting_run.stack
+    assert waiting_run.took < 5, f"took {waiting_run.took:.1f} s:\n{stack.log()[-3000:]}"
+    assert waiting_run.code == 0
     assert "SIGKILL" not in stack.log()
     assert session_processes(stack.process.pid) == {}, "a process outlived supervisord"
 

@@ -37,8 +37,7 @@ from schemathesis.core.result import Err
 from schemathesis.generation import GenerationMode
 
 from shared.tokens import MAX_SUBJECT_LENGTH
-from tests.e2e.conftest import Stack, drop_stack_schemas, start_stack
-from tests.support.databases import unique_schema
+from tests.e2e.conftest import Stack, postgres_stack
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
 CONTRACT_CHECKS = [
@@ -82,17 +81,13 @@ class SignedIn:
 
 @pytest.fixture(scope="module")
 def signed_in(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedIn]:
-    stack = start_stack(
+    with postgres_stack(
+        postgres_url,
         tmp_path_factory.mktemp("fuzz"),
-        DATABASE_URL=postgres_url,
-        AUTH_DB_SCHEMA=unique_schema("auth"),
-        TASK_DB_SCHEMA=unique_schema("tasks"),
         # The fuzzer is one client hammering sign-in; the limits are tested elsewhere.
         AUTH_RATE_LIMIT="1000000/minute",
         LOGIN_FAILURE_LIMIT="1000000/minute",
-    )
-    try:
-        stack.wait_healthy()
+    ) as stack:
         with stack.client() as client:
             registered = client.post(
                 "/auth/register", json={"email": EMAIL, "password": PASSWORD}
@@ -106,9 +101,6 @@ def signed_in(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
                 for n in range(SEEDED_TASKS)
             ]
         yield SignedIn(stack, registered["access_token"], user_id, task_ids)
-    finally:
-        stack.stop()
-        drop_stack_schemas(postgres_url, stack)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,14 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
-from tests.e2e.conftest import ROOT, session_processes, start_stack
+from tests.e2e.conftest import ROOT, Stack, session_processes, start_stack
 
 # No retry (START_RETRIES=0) instead of production's five: the same path to FATAL, without
 # waiting out the back-off of the other four.
@@ -36,24 +38,51 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_stack_starts_on_embedded_sqlite_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path)
+@dataclass
+class SqliteRun:
+    """What one default stack (embedded SQLite) showed while it ran, and how it stopped."""
+
+    stack: Stack
+    health: dict[str, Any]
+    pids: list[int]
+    running: dict[int, str]
+    healthcheck: int
+    supervisord_pid: int
+    code: int
+
+
+@pytest.fixture(scope="module")
+def sqlite_run(tmp_path_factory: pytest.TempPathFactory) -> SqliteRun:
+    """A default stack, observed while healthy and then stopped with SIGTERM: the tests below
+    only look at it, so they share one start-up."""
+    stack = start_stack(tmp_path_factory.mktemp("sqlite"))
     try:
         stack.wait_healthy()
         health = httpx2.get(f"{stack.base_url}/health", timeout=5).json()
         pids = [stack.pid(name) for name in ("gateway", "auth", "tasks")]
         running = session_processes(stack.process.pid)
+        healthcheck = _healthcheck(stack.env)
+        # app.py execs supervisord: the pid the platform signals is supervisord's.
+        supervisord_pid = int(stack.supervisorctl("pid"))
     finally:
         code = stack.stop()
+    return SqliteRun(stack, health, pids, running, healthcheck, supervisord_pid, code)
 
-    assert health["services"]["tasks"]["storage"] == "sqlite"
-    assert set(pids) | {stack.process.pid} <= set(running)
-    assert code == 0
+
+def test_stack_starts_on_embedded_sqlite_and_stops_cleanly_on_sigterm(
+    sqlite_run: SqliteRun,
+) -> None:
+    stack = sqlite_run.stack
+    data = Path(stack.env["DATA_DIR"])
+
+    assert sqlite_run.health["services"]["tasks"]["storage"] == "sqlite"
+    assert set(sqlite_run.pids) | {stack.process.pid} <= set(sqlite_run.running)
+    assert sqlite_run.code == 0
     assert session_processes(stack.process.pid) == {}, "a process outlived supervisord"
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(f"{stack.base_url}/health", timeout=2)
-    assert (tmp_path / "data" / "auth.db").exists()
-    assert (tmp_path / "data" / "tasks.db").exists()
+    assert (data / "auth.db").exists()
+    assert (data / "tasks.db").exists()
     assert "data lives in local SQLite files" in stack.log()
     for program in ("gateway", "auth", "tasks"):
         assert stack.log().count(f"spawned: '{program}' with pid") == 1
@@ -132,16 +161,9 @@ def test_a_bad_launcher_setting_stops_the_launch_with_one_line(
     assert line.startswith(f"Invalid configuration: {expected}")
 
 
-def test_the_container_healthcheck_follows_the_gateway(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path)
-    try:
-        stack.wait_healthy()
-        healthy = _healthcheck(stack.env)
-    finally:
-        stack.stop()
-
-    assert healthy == 0
-    assert _healthcheck(stack.env) == 1
+def test_the_container_healthcheck_follows_the_gateway(sqlite_run: SqliteRun) -> None:
+    assert sqlite_run.healthcheck == 0
+    assert _healthcheck(sqlite_run.stack.env) == 1
 
 
 def _healthcheck(env: dict[str, str]) -> int:
@@ -150,14 +172,6 @@ def _healthcheck(env: dict[str, str]) -> int:
     ).returncode
 
 
-def test_sigterm_is_forwarded_to_supervisord_itself(tmp_path: Path) -> None:
-    # app.py execs supervisord: the pid the platform signals is supervisord's.
-    stack = start_stack(tmp_path)
-    try:
-        stack.wait_healthy()
-        supervisord_pid = int(stack.supervisorctl("pid"))
-    finally:
-        stack.stop()
-
-    assert supervisord_pid == stack.process.pid
-    assert stack.process.returncode == 0
+def test_sigterm_is_forwarded_to_supervisord_itself(sqlite_run: SqliteRun) -> None:
+    assert sqlite_run.supervisord_pid == sqlite_run.stack.process.pid
+    assert sqlite_run.stack.process.returncode == 0

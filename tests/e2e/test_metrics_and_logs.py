@@ -9,13 +9,13 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from tests.e2e.conftest import Stack, start_stack
+from tests.support.asgi import serving
 from tests.support.http_server import free_port
 from tests.support.tokens import bearer
 
@@ -117,11 +117,7 @@ async def test_the_gateway_counts_a_service_it_cannot_reach() -> None:
     labels = {"service": "Task service", "kind": "refused"}
     before = REGISTRY.get_sample_value("gateway_upstream_errors_total", labels) or 0.0
     app = create_app(settings)
-    transport = httpx2.ASGITransport(app=app)
-    async with (
-        LifespanManager(app),
-        httpx2.AsyncClient(transport=transport, base_url="http://gateway.test") as client,
-    ):
+    async with serving(app, "http://gateway.test") as client:
         response = await client.get("/api/someone/tasks")
 
     assert response.status_code == 502

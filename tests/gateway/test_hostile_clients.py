@@ -6,6 +6,9 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -36,12 +39,45 @@ async def _answer(reader: asyncio.StreamReader, within: float = 5) -> RawRespons
     return RawResponse(int(status_line.split()[1]), headers, body)
 
 
+async def _answer_then_close(
+    reader: asyncio.StreamReader, started: float
+) -> tuple[RawResponse, float, bool]:
+    """The next response, the seconds from `started` to it, and whether the connection then
+    closed."""
+    answer = await _answer(reader)
+    elapsed = time.monotonic() - started
+    return answer, elapsed, await _closed(reader)
+
+
 async def _closed(reader: asyncio.StreamReader, within: float = 5) -> bool:
     async with asyncio.timeout(within):
         try:
             return await reader.read(65536) == b""
         except ConnectionError:
             return True
+
+
+async def _exchange(url: str, method: str, header: bytes, body: bytes = b"") -> RawResponse:
+    """The answer to one request for /api/u/tasks with `header`, sent whole on a connection
+    of its own."""
+    reader, writer = await _connect(url)
+    writer.write(_head(method, "/api/u/tasks", header, b"Connection: close") + body)
+    answer = await _answer(reader)
+    writer.close()
+    return answer
+
+
+@asynccontextmanager
+async def _connected(
+    make_gateway: GatewayFactory, **settings: Any
+) -> AsyncIterator[tuple[GatewayUnderTest, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A gateway with `settings` and one raw connection to it, closed before it stops."""
+    async with make_gateway(**settings) as running:
+        reader, writer = await _connect(running.url)
+        try:
+            yield running, reader, writer
+        finally:
+            writer.close()
 
 
 def _head(method: str, path: str, *lines: bytes) -> bytes:
@@ -54,18 +90,14 @@ def _head(method: str, path: str, *lines: bytes) -> bytes:
 async def test_a_slow_body_is_408_and_never_reaches_a_service(
     make_gateway: GatewayFactory,
 ) -> None:
-    async with make_gateway(body_timeout=0.5) as running:
-        reader, writer = await _connect(running.url)
+    async with _connected(make_gateway, body_timeout=0.5) as (running, reader, writer):
         writer.write(_head("POST", "/api/u/tasks", b"Content-Length: 100"))
         started = time.monotonic()
         for _ in range(3):
             writer.write(b"x")
             await writer.drain()
             await asyncio.sleep(0.2)
-        answer = await _answer(reader)
-        elapsed = time.monotonic() - started
-        closed = await _closed(reader)
-        writer.close()
+        answer, elapsed, closed = await _answer_then_close(reader, started)
 
     assert answer.status == 408
     assert answer.json() == {"detail": "Request body not received in time", "code": "body_timeout"}
@@ -100,15 +132,13 @@ async def test_slow_uploads_hold_no_upstream_connection(
 async def test_a_body_that_arrives_in_time_is_forwarded_whole(
     make_gateway: GatewayFactory,
 ) -> None:
-    async with make_gateway(body_timeout=2) as running:
-        reader, writer = await _connect(running.url)
+    async with _connected(make_gateway, body_timeout=2) as (running, reader, writer):
         writer.write(_head("POST", "/api/u/tasks", b"Content-Length: 6", b"Connection: close"))
         for piece in (b"ab", b"cd", b"ef"):
             writer.write(piece)
             await writer.drain()
             await asyncio.sleep(0.1)
         answer = await _answer(reader)
-        writer.close()
 
     assert answer.status == 200
     assert running.tasks.requests[-1].body == b"abcdef"
@@ -155,8 +185,7 @@ async def _send_until_refused(writer: asyncio.StreamWriter, most: int) -> int:
 async def test_a_huge_header_is_refused_while_it_is_still_arriving(
     make_gateway: GatewayFactory,
 ) -> None:
-    async with make_gateway(max_header_bytes=4096) as running:
-        reader, writer = await _connect(running.url)
+    async with _connected(make_gateway, max_header_bytes=4096) as (running, reader, writer):
         writer.write(b"GET /api/u/tasks HTTP/1.1\r\nHost: gw\r\nX-Huge: ")
         # 64 MiB would be buffered whole without a bound; the gateway stops reading.
         sent = await _send_until_refused(writer, 64 * 1024 * 1024)
@@ -165,7 +194,6 @@ async def test_a_huge_header_is_refused_while_it_is_still_arriving(
         except ConnectionError:
             # Closed with unread data on it: the kernel may reset instead of delivering it.
             status = None
-        writer.close()
 
     # Far short of 64 MiB: what was sent after the refusal sat in the kernels' buffers.
     assert sent < 16 * 1024 * 1024
@@ -187,10 +215,7 @@ async def test_a_huge_header_is_refused_while_it_is_still_arriving(
 async def test_trailing_whitespace_in_a_header_is_trimmed_not_a_502(
     gateway: GatewayUnderTest, header: bytes, forwarded: tuple[str, str]
 ) -> None:
-    reader, writer = await _connect(gateway.url)
-    writer.write(_head("GET", "/api/u/tasks", header, b"Connection: close"))
-    answer = await _answer(reader)
-    writer.close()
+    answer = await _exchange(gateway.url, "GET", header)
 
     assert answer.status == 200
     assert forwarded in gateway.tasks.requests[-1].headers
@@ -199,10 +224,7 @@ async def test_trailing_whitespace_in_a_header_is_trimmed_not_a_502(
 async def test_a_content_length_with_trailing_space_frames_the_body_once(
     gateway: GatewayUnderTest,
 ) -> None:
-    reader, writer = await _connect(gateway.url)
-    writer.write(_head("POST", "/api/u/tasks", b"Content-Length: 2 ", b"Connection: close") + b"ok")
-    answer = await _answer(reader)
-    writer.close()
+    answer = await _exchange(gateway.url, "POST", b"Content-Length: 2 ", b"ok")
 
     assert answer.status == 200
     recorded = gateway.tasks.requests[-1]
@@ -214,10 +236,7 @@ async def test_a_header_the_gateway_cannot_relay_is_a_400_not_an_outage(
     gateway: GatewayUnderTest, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The server accepts a vertical tab inside a value; the HTTP client refuses to send it.
-    reader, writer = await _connect(gateway.url)
-    writer.write(_head("GET", "/api/u/tasks", b"X-Odd: a\x0bb", b"Connection: close"))
-    answer = await _answer(reader)
-    writer.close()
+    answer = await _exchange(gateway.url, "GET", b"X-Odd: a\x0bb")
 
     assert answer.status == 400
     assert answer.json()["code"] == "bad_request"
@@ -230,15 +249,11 @@ async def test_a_header_the_gateway_cannot_relay_is_a_400_not_an_outage(
 async def test_headers_not_finished_in_time_are_408_and_the_connection_closed(
     make_gateway: GatewayFactory,
 ) -> None:
-    async with make_gateway(header_timeout=0.5) as running:
-        reader, writer = await _connect(running.url)
+    async with _connected(make_gateway, header_timeout=0.5) as (_, reader, writer):
         writer.write(b"GET /api/u/tasks HTTP/1.1\r\nHost: g")
         await writer.drain()
         started = time.monotonic()
-        answer = await _answer(reader)
-        elapsed = time.monotonic() - started
-        closed = await _closed(reader)
-        writer.close()
+        answer, elapsed, closed = await _answer_then_close(reader, started)
 
     assert answer.status == 408
     assert answer.json()["code"] == "header_timeout"
@@ -249,12 +264,10 @@ async def test_headers_not_finished_in_time_are_408_and_the_connection_closed(
 async def test_an_idle_connection_is_closed_after_the_header_timeout(
     make_gateway: GatewayFactory,
 ) -> None:
-    async with make_gateway(header_timeout=0.5) as running:
-        reader, writer = await _connect(running.url)
+    async with _connected(make_gateway, header_timeout=0.5) as (_, reader, _writer):
         started = time.monotonic()
         closed = await _closed(reader)
         elapsed = time.monotonic() - started
-        writer.close()
 
     assert closed
     assert 0.4 < elapsed < 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx2
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -23,6 +22,7 @@ from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from shared.settings import CommonSettings
 from task_service.app import create_app as create_task_app
 from task_service.settings import TaskSettings
+from tests.support.asgi import serving
 from tests.support.http_server import free_port
 from tests.support.tokens import SECRET_KEY
 
@@ -60,11 +60,7 @@ async def test_every_process_has_one_liveness_route_answering_alike(
     tmp_path: Path, make: Callable[[Path], FastAPI], state_type: type
 ) -> None:
     app = make(tmp_path)
-    transport = httpx2.ASGITransport(app=app)
-    async with (
-        LifespanManager(app),
-        httpx2.AsyncClient(transport=transport, base_url="http://process.test") as client,
-    ):
+    async with serving(app, "http://process.test") as client:
         live = await client.get("/health/live")
 
     assert live.status_code == 200
@@ -136,11 +132,7 @@ async def test_every_process_serves_a_trailing_slash_as_without_it(
     tmp_path: Path, make: Callable[[Path], FastAPI]
 ) -> None:
     app = make(tmp_path)
-    transport = httpx2.ASGITransport(app=app)
-    async with (
-        LifespanManager(app),
-        httpx2.AsyncClient(transport=transport, base_url="http://process.test") as client,
-    ):
+    async with serving(app, "http://process.test") as client:
         plain = await client.get("/health/live")
         slashed = await client.get("/health/live/")
         unknown = await client.get("/no-such-route/")

@@ -6,9 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import httpx2
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 import app as launcher
@@ -16,6 +14,7 @@ from shared import settings as shared_settings
 from shared.settings import ServiceSettings, default_data_dir, storage_is_ephemeral
 from task_service.app import create_app
 from task_service.settings import TaskSettings
+from tests.support.asgi import serving
 from tests.support.tokens import SECRET_KEY
 
 
@@ -70,10 +69,8 @@ async def test_health_reports_ephemeral_storage(
         _env_file=None, secret_key=SecretStr(SECRET_KEY), data_dir=tmp_path / "data"
     )
     app = create_app(settings)
-    async with LifespanManager(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://t.test") as client:
-            body = (await client.get("/health")).json()
+    async with serving(app, "http://t.test") as client:
+        body = (await client.get("/health")).json()
 
     assert body["storage"] == "sqlite"
     assert body["storage_ephemeral"] is True
@@ -87,9 +84,7 @@ async def test_health_on_a_usable_disk_is_not_ephemeral(tmp_path: Path) -> None:
         _env_file=None, secret_key=SecretStr(SECRET_KEY), data_dir=tmp_path / "data"
     )
     app = create_app(settings)
-    async with LifespanManager(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://t.test") as client:
-            body = (await client.get("/health")).json()
+    async with serving(app, "http://t.test") as client:
+        body = (await client.get("/health")).json()
 
     assert body["storage_ephemeral"] is False

@@ -7,11 +7,11 @@ import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -20,6 +20,7 @@ from shared.database_url import DatabaseConfig, Transport, parse_database_url
 from shared.db import Database, create_database
 from task_service.app import create_app
 from task_service.settings import TaskSettings
+from tests.support.asgi import serving
 from tests.support.databases import unique_schema
 from tests.support.pg_cluster import PLAIN_USER, HostedPostgres
 from tests.support.tokens import BETTER_AUTH_SECRET, SECRET_KEY, bearer, mint
@@ -52,11 +53,18 @@ def _closed_port() -> int:
         return port
 
 
-async def _open(url: str, tmp_path: Path, transport: Transport, ws_url: str) -> Database:
+@asynccontextmanager
+async def _opened(
+    url: str, tmp_path: Path, transport: Transport, ws_url: str
+) -> AsyncIterator[Database]:
     config = DatabaseConfig(
         parse_database_url(url), data_dir=tmp_path, transport=transport, websocket_url=ws_url
     )
-    return create_database(config, schema="public", name="check")
+    database = create_database(config, schema="public", name="check")
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 async def _server_address(database: Database) -> str:
@@ -88,14 +96,11 @@ async def test_websocket_transport_carries_every_connection(
 ) -> None:
     # The database port is closed: only the WebSocket can reach the server.
     url = hosted_postgres.url(user=PLAIN_USER, port=_closed_port(), sslmode="disable")
-    database = await _open(url, tmp_path, "websocket", ws_proxy.url)
-    try:
+    async with _opened(url, tmp_path, "websocket", ws_proxy.url) as database:
         assert await _server_address(database) == PLAIN_USER
         async with database.engine.connect() as one, database.engine.connect() as two:
             await one.execute(text("SELECT 1"))
             await two.execute(text("SELECT 1"))
-    finally:
-        await database.dispose()
 
     assert ws_proxy.connections == 2
     assert all(path.startswith("/v2") for path in ws_proxy.paths)
@@ -107,15 +112,13 @@ async def test_wss_verifies_the_websocket_certificate_as_sslmode_says(
     ca = str(hosted_postgres.certs.ca)
     other_ca = str(hosted_postgres.certs.other_ca)
     url = hosted_postgres.url(user=PLAIN_USER, sslmode="verify-full", sslrootcert=ca)
-    trusted = await _open(url, tmp_path, "websocket", wss_proxy.url)
-    untrusted = await _open(url.replace(ca, other_ca), tmp_path, "websocket", wss_proxy.url)
-    try:
+    async with (
+        _opened(url, tmp_path, "websocket", wss_proxy.url) as trusted,
+        _opened(url.replace(ca, other_ca), tmp_path, "websocket", wss_proxy.url) as untrusted,
+    ):
         assert await _server_address(trusted) == PLAIN_USER
         with pytest.raises(ssl.SSLCertVerificationError):
             await _server_address(untrusted)
-    finally:
-        await trusted.dispose()
-        await untrusted.dispose()
 
 
 async def test_auto_switches_to_the_websocket_when_the_port_is_closed(
@@ -126,12 +129,9 @@ async def test_auto_switches_to_the_websocket_when_the_port_is_closed(
 ) -> None:
     caplog.set_level(logging.INFO)
     url = hosted_postgres.url(user=PLAIN_USER, port=_closed_port(), sslmode="disable")
-    database = await _open(url, tmp_path, "auto", ws_proxy.url)
-    try:
+    async with _opened(url, tmp_path, "auto", ws_proxy.url) as database:
         assert await _server_address(database) == PLAIN_USER
         assert await _server_address(database) == PLAIN_USER
-    finally:
-        await database.dispose()
 
     switches = [r for r in caplog.records if "WebSocket transport" in r.getMessage()]
     assert len(switches) == 1
@@ -146,11 +146,8 @@ async def test_auto_keeps_tcp_when_the_port_answers(
 ) -> None:
     caplog.set_level(logging.INFO)
     url = hosted_postgres.url(user=PLAIN_USER, sslmode="disable")
-    database = await _open(url, tmp_path, "auto", ws_proxy.url)
-    try:
+    async with _opened(url, tmp_path, "auto", ws_proxy.url) as database:
         assert await _server_address(database) == PLAIN_USER
-    finally:
-        await database.dispose()
 
     assert ws_proxy.connections == 0
     assert "WebSocket transport" not in caplog.text
@@ -173,28 +170,24 @@ async def test_a_websocket_dropped_mid_transaction_is_a_503_then_recovers(
     app = create_app(settings)
     headers = bearer(mint(sub="alice"))
     acknowledged: list[int] = []
-    async with LifespanManager(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://tasks.test") as client:
+    async with serving(app, "http://tasks.test") as client:
 
-            async def create(title: str) -> httpx2.Response:
-                response = await client.post(
-                    "/api/alice/tasks", json={"title": title}, headers=headers
-                )
-                if response.status_code == 201:
-                    acknowledged.append(response.json()["id"])
-                return response
+        async def create(title: str) -> httpx2.Response:
+            response = await client.post("/api/alice/tasks", json={"title": title}, headers=headers)
+            if response.status_code == 201:
+                acknowledged.append(response.json()["id"])
+            return response
 
-            assert (await create("before")).status_code == 201
-            # Cut after the INSERT's parameters went through, before the COMMIT does.
-            ws_proxy.drop_after(b"dropped")
-            failed = await create("dropped")
-            assert ws_proxy.dropped.is_set()
-            assert failed.status_code == 503, failed.text
-            assert failed.headers.get("retry-after")
+        assert (await create("before")).status_code == 201
+        # Cut after the INSERT's parameters went through, before the COMMIT does.
+        ws_proxy.drop_after(b"dropped")
+        failed = await create("dropped")
+        assert ws_proxy.dropped.is_set()
+        assert failed.status_code == 503, failed.text
+        assert failed.headers.get("retry-after")
 
-            assert (await create("after")).status_code == 201
-            listed = await client.get("/api/alice/tasks", headers=headers)
+        assert (await create("after")).status_code == 201
+        listed = await client.get("/api/alice/tasks", headers=headers)
 
     assert listed.status_code == 200
     body = listed.json()

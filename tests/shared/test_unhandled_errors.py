@@ -6,7 +6,6 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from starlette.types import Receive, Scope, Send
 
@@ -14,6 +13,7 @@ from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from task_service.app import create_app as create_task_app
 from task_service.settings import TaskSettings
+from tests.support.asgi import serving
 from tests.support.tokens import SECRET_KEY
 
 
@@ -32,11 +32,7 @@ async def test_a_service_answers_an_unhandled_error_with_a_500_that_keeps_the_re
         raise RuntimeError("boom")
 
     app.add_api_route("/broken", broken)
-    transport = httpx2.ASGITransport(app=app)
-    async with (
-        LifespanManager(app),
-        httpx2.AsyncClient(transport=transport, base_url="http://tasks.test") as client,
-    ):
+    async with serving(app, "http://tasks.test") as client:
         response = await client.get("/broken", headers={"X-Request-ID": "trace-svc-500"})
 
     assert response.status_code == 500

@@ -4,11 +4,11 @@ binary frames), built on the `websockets` server; it can drop connections on cue
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+
+from shared.database_transport import copy_both_ways
 
 
 class WebSocketProxy:
@@ -74,13 +74,7 @@ class WebSocketProxy:
             while data := await reader.read(65536):
                 await websocket.send(data)
 
-        tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await copy_both_ways(upstream(), downstream())
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
-                    await task
             writer.close()

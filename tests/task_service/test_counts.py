@@ -208,16 +208,21 @@ async def test_missing_counts_fall_back_to_counting(
     assert (await _exact_totals(client, task_app))["pending", "medium"] == 2
 
 
-async def test_counts_stay_exact_under_concurrent_writes(
-    client: httpx2.AsyncClient, task_app: FastAPI
-) -> None:
+async def _create_at_once(client: httpx2.AsyncClient, count: int) -> list[int]:
+    """The ids of `count` tasks created concurrently, across every priority and status."""
     created = await asyncio.gather(
         *(
             create_task(client, title=f"c{n}", priority=PRIORITIES[n % 3], completed=n % 2 == 0)
-            for n in range(36)
+            for n in range(count)
         )
     )
-    ids = [task["id"] for task in created]
+    return [task["id"] for task in created]
+
+
+async def test_counts_stay_exact_under_concurrent_writes(
+    client: httpx2.AsyncClient, task_app: FastAPI
+) -> None:
+    ids = await _create_at_once(client, 36)
 
     # Toggles move tasks both ways between the same rows at once, the PUTs across
     # priorities too: the triggers must lock the rows they change without deadlocking.
@@ -248,13 +253,7 @@ async def test_counts_stay_exact_under_concurrent_writes(
 async def test_counts_stay_exact_when_clearing_races_other_writes(
     client: httpx2.AsyncClient, task_app: FastAPI
 ) -> None:
-    created = await asyncio.gather(
-        *(
-            create_task(client, title=f"c{n}", priority=PRIORITIES[n % 3], completed=n % 2 == 0)
-            for n in range(30)
-        )
-    )
-    ids = [task["id"] for task in created]
+    ids = await _create_at_once(client, 30)
 
     # Clearing moves every completed row's count at once while toggles and PUTs move tasks
     # into and out of those rows: no deadlock, and no count missed.

@@ -96,14 +96,21 @@ async def crowded(client: httpx2.AsyncClient, task_app: FastAPI) -> None:
 SORTS = ["created_at", "updated_at", "due_date", "priority", "title"]
 
 
-@pytest.mark.usefixtures("crowded")
-@pytest.mark.parametrize("order", ["asc", "desc"])
-@pytest.mark.parametrize("sort", SORTS)
+ORDERINGS = [(sort, order) for sort in SORTS for order in ("asc", "desc")]
+
+
+@pytest.fixture(params=ORDERINGS, ids=[f"{sort}-{order}" for sort, order in ORDERINGS])
+def ordering(request: pytest.FixtureRequest, crowded: None) -> dict[str, str | int]:
+    """Each sort, each way, of the crowded list."""
+    sort, order = request.param
+    return {"sort": sort, "order": order}
+
+
 async def test_a_page_of_every_sort_is_read_in_index_order(
-    client: httpx2.AsyncClient, task_app: FastAPI, sort: str, order: str
+    client: httpx2.AsyncClient, task_app: FastAPI, ordering: dict[str, str | int]
 ) -> None:
     engine: AsyncEngine = service_state(task_app).database.engine
-    params: dict[str, str | int] = {"sort": sort, "order": order, "limit": PAGE}
+    params = {**ordering, "limit": PAGE}
 
     with sent_statements(engine) as sent:
         response = await client.get(tasks_url(), params=params, headers=auth())
@@ -123,26 +130,22 @@ async def test_a_page_of_every_sort_is_read_in_index_order(
 DEEP = 35  # tasks before the deep page: seven pages of PAGE
 
 
-@pytest.mark.usefixtures("crowded")
-@pytest.mark.parametrize("order", ["asc", "desc"])
-@pytest.mark.parametrize("sort", SORTS)
 async def test_a_deep_cursor_page_reads_no_more_rows_than_the_first(
-    client: httpx2.AsyncClient, task_app: FastAPI, sort: str, order: str
+    client: httpx2.AsyncClient, task_app: FastAPI, ordering: dict[str, str | int]
 ) -> None:
     engine: AsyncEngine = service_state(task_app).database.engine
-    params: dict[str, str | int] = {"sort": sort, "order": order}
-    skipped = await client.get(tasks_url(), params={**params, "limit": DEEP}, headers=auth())
+    skipped = await client.get(tasks_url(), params={**ordering, "limit": DEEP}, headers=auth())
     cursor = skipped.headers["x-next-cursor"]
 
     with sent_statements(engine) as sent:
         response = await client.get(
-            tasks_url(), params={**params, "limit": PAGE, "cursor": cursor}, headers=auth()
+            tasks_url(), params={**ordering, "limit": PAGE, "cursor": cursor}, headers=auth()
         )
     assert response.status_code == 200
     assert len(response.json()) == PAGE
     # Past the last due date a page goes on with the tasks without one: two statements.
     pages = [(s, p) for s, p in sent if "ORDER BY" in s]
-    assert 1 <= len(pages) <= (2 if sort == "due_date" else 1)
+    assert 1 <= len(pages) <= (2 if ordering["sort"] == "due_date" else 1)
 
     for statement, parameters in pages:
         if service_state(task_app).database.kind == "postgresql":
