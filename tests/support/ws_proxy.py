@@ -15,8 +15,8 @@ class WebSocketProxy:
     """Carries each WebSocket to its own TCP connection to `target`.
 
     `drop_after(marker)`: once a client frame holding `marker` (a statement's parameter,
-    say) has passed, the next one is not: that WebSocket is cut instead, as a network
-    failure mid-transaction would.
+    say) has gone on to the server, nothing more passes either way: that WebSocket is cut
+    before the server's answer, as a network failure mid-statement would.
     """
 
     def __init__(self, target_host: str, target_port: int, tls: ssl.SSLContext | None = None):
@@ -54,15 +54,19 @@ class WebSocketProxy:
         self.connections += 1
         self.paths.append(websocket.request.path if websocket.request else "")
         reader, writer = await asyncio.open_connection(*self.target)
+        armed = False
+
+        def cut() -> None:
+            self.dropped.set()
+            # No close frame: the connection just goes, as on a network failure.
+            websocket.transport.abort()
 
         async def upstream() -> None:
-            armed = False
+            nonlocal armed
             async for message in websocket:
                 data = message if isinstance(message, bytes) else message.encode()
                 if armed:
-                    self.dropped.set()
-                    # No close frame: the connection just goes, as on a network failure.
-                    websocket.transport.abort()
+                    cut()
                     return
                 if self._drop_marker is not None and self._drop_marker in data:
                     self._drop_marker = None
@@ -72,6 +76,9 @@ class WebSocketProxy:
 
         async def downstream() -> None:
             while data := await reader.read(65536):
+                if armed:
+                    cut()
+                    return
                 await websocket.send(data)
 
         try:
