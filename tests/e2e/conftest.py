@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +34,30 @@ def start_stack(tmp_path: Path, *, launcher: Sequence[str] = (), **overrides: st
         "LOG_LEVEL": "INFO",
         **overrides,
     }
-    return launch(tmp_path, launcher=launcher, **settings)
+    stack = launch(tmp_path, launcher=launcher, **settings)
+    _wake_supervisord(stack)
+    return stack
+
+
+def _wake_supervisord(stack: Stack, within: float = 10) -> None:
+    """Connect once to supervisord's control socket, as soon as it listens.
+
+    supervisord spawns its programs when its main loop first wakes up: a second after it
+    started, unless a client connects sooner. No test here is about that second.
+    """
+    run_dir = stack.env.get("SUPERVISOR_RUN_DIR")
+    if not run_dir:
+        return
+    path = str(Path(run_dir) / "supervisor.sock")
+    deadline = time.monotonic() + within
+    while stack.process.poll() is None and time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(path)
+            except OSError:  # not listening yet
+                time.sleep(0.01)
+            else:
+                return
 
 
 def session_processes(session_id: int) -> dict[int, str]:
