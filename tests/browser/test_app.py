@@ -415,7 +415,7 @@ def test_a_service_that_is_down_is_explained(browser: Browser, stack: Stack) -> 
             "The service is unavailable right now. Try again in a moment."
         )
     finally:
-        stack.supervisorctl("start", "tasks")
+        stack.start_program("tasks")
         _until_healthy(stack)
     form.get_by_role("button", name="Add task").click()
     expect(_status(page)).to_have_text("Added “While it is down”.")

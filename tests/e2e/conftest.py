@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +23,7 @@ __all__ = [
     "postgres_stack",
     "session_processes",
     "start_stack",
+    "stop_promptly",
 ]
 
 
@@ -32,7 +36,58 @@ def start_stack(tmp_path: Path, *, launcher: Sequence[str] = (), **overrides: st
         "LOG_LEVEL": "INFO",
         **overrides,
     }
-    return launch(tmp_path, launcher=launcher, **settings)
+    stack = launch(tmp_path, launcher=launcher, **settings)
+    _wake_supervisord(stack)
+    return stack
+
+
+def _wake_supervisord(stack: Stack, within: float = 10) -> None:
+    """Connect once to supervisord's control socket, as soon as it listens.
+
+    supervisord spawns its programs when its main loop first wakes up: a second after it
+    started, unless a client connects sooner. No test here is about that second.
+    """
+    deadline = time.monotonic() + within
+    while stack.process.poll() is None and time.monotonic() < deadline:
+        if _poke_supervisord(stack):
+            return
+        time.sleep(0.01)
+
+
+def _poke_supervisord(stack: Stack) -> bool:
+    """Connect to supervisord's control socket and hang up, which wakes its main loop;
+    False when it is not listening."""
+    run_dir = stack.env.get("SUPERVISOR_RUN_DIR")
+    if not run_dir:
+        return False
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(Path(run_dir) / "supervisor.sock"))
+        except OSError:
+            return False
+    return True
+
+
+def stop_promptly(stack: Stack) -> int:
+    """Stop a stack the tests are done with (Stack.stop), waking supervisord meanwhile.
+
+    supervisord stops its programs one after another, and notices each has ended only at
+    its next wake-up, up to a second later. The tests about stopping use Stack.stop alone,
+    as a platform would.
+    """
+    stopped = threading.Event()
+
+    def poke() -> None:
+        while not stopped.wait(0.02):
+            _poke_supervisord(stack)
+
+    poker = threading.Thread(target=poke, daemon=True)
+    poker.start()
+    try:
+        return stack.stop()
+    finally:
+        stopped.set()
+        poker.join()
 
 
 def session_processes(session_id: int) -> dict[int, str]:
@@ -68,7 +123,7 @@ def postgres_stack(postgres_url: str, tmp_path: Path, **overrides: str) -> Itera
         running.wait_healthy()
         yield running
     finally:
-        running.stop()
+        stop_promptly(running)
         drop_stack_schemas(postgres_url, running)
 
 

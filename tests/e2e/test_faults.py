@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.e2e.conftest import Stack, drop_stack_schemas_async, start_stack
+from tests.e2e.conftest import Stack, drop_stack_schemas_async, start_stack, stop_promptly
 from tests.support.databases import rewrite_url, unique_schema
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.tokens import bearer
@@ -50,7 +50,7 @@ async def stack(
         yield running
     finally:
         # Stopped from a thread: this loop keeps forwarding the services' last queries.
-        await asyncio.to_thread(running.stop)
+        await asyncio.to_thread(stop_promptly, running)
         await drop_stack_schemas_async(postgres_url, running)
 
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from tests.e2e.conftest import Stack, start_stack
+from tests.e2e.conftest import Stack, start_stack, stop_promptly
 from tests.support.asgi import serving
 from tests.support.http_server import free_port
 from tests.support.tokens import bearer
@@ -33,7 +33,7 @@ def json_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         running.wait_healthy()
         yield running
     finally:
-        running.stop()
+        stop_promptly(running)
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

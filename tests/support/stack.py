@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2
+from supervisor.xmlrpc import SupervisorTransport
 
 from tests.support.databases import drop_schema
 from tests.support.http_server import free_port
@@ -75,6 +77,14 @@ class Stack:
             [*command, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=False
         )
         return result.stdout.strip()
+
+    def start_program(self, program: str) -> None:
+        """Have supervisord start a stopped program, and return at once: `supervisorctl
+        start` answers only once the program has stayed up for its startsecs (10 s)."""
+        socket_path = Path(self.env["SUPERVISOR_RUN_DIR"]) / "supervisor.sock"
+        transport = SupervisorTransport(None, None, f"unix://{socket_path}")
+        with xmlrpc.client.ServerProxy("http://localhost", transport=transport) as rpc:
+            rpc.supervisor.startProcess(program, False)
 
     def pid(self, program: str) -> int:
         return int(self.supervisorctl("pid", program))
