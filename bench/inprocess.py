@@ -1,0 +1,147 @@
+"""The task service's own cost per request, with no server and no load generator.
+
+    python -m bench.inprocess [--operation list|create|toggle] [--requests 1500]
+
+Builds the task service's app on PostgreSQL (BENCH_DATABASE_URL, default the local one, in a
+schema of its own), gives a user 20 tasks, and calls the ASGI app directly, one request after
+another: the CPU time per request (the best of five rounds) and the Python function calls per
+request. The call count does not depend on what else the machine is doing, so it compares
+two commits fairly on a busy machine, where wrk's figures drift; CPU time confirms the
+direction. Database round trips are real, so their client-side work is counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import jwt
+import orjson
+from asgi_lifespan import LifespanManager
+from starlette.types import ASGIApp, Message
+
+from bench.config import DEFAULT_DATABASE_URL, SECRET_KEY
+from task_service.app import create_app
+
+ROUNDS = 5
+PROFILED_REQUESTS = 200
+
+
+async def call(
+    app: ASGIApp, method: str, path: str, token: str, body: bytes = b""
+) -> tuple[int, bytes]:
+    """One request straight into the app: the response's status and body."""
+    headers = [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())]
+    if body:
+        headers.append((b"content-type", b"application/json"))
+    messages: list[Message] = []
+    received = False
+
+    async def receive() -> Message:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client never leaves
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
+
+
+async def measure(operation: str, requests: int, database_url: str) -> tuple[float, float]:
+    """CPU milliseconds and Python calls per request of `operation`."""
+    schema = f"bench_inprocess_{uuid.uuid4().hex[:8]}"
+    os.environ.update(
+        DATABASE_URL=database_url,
+        SECRET_KEY=SECRET_KEY,
+        TASK_DB_SCHEMA=schema,
+        LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
+    )
+    try:
+        return await _measure(operation, requests)
+    finally:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+
+async def _measure(operation: str, requests: int) -> tuple[float, float]:
+    app = create_app()  # from the environment just set
+    user = str(uuid.uuid4())
+    claims = {"sub": user, "exp": int(time.time()) + 3600, "type": "access"}
+    token = jwt.encode(claims, SECRET_KEY, algorithm="HS256")
+    tasks = f"/api/{user}/tasks"
+    async with LifespanManager(app):
+        created = []
+        for number in range(20):
+            body = orjson.dumps({"title": f"Task {number}", "tags": ["bench"]})
+            status, answer = await call(app, "POST", tasks, token, body)
+            assert status == 201, answer
+            created.append(orjson.loads(answer)["id"])
+        first = created[0]
+
+        requests_of: dict[str, Callable[[], Awaitable[tuple[int, bytes]]]] = {
+            "list": lambda: call(app, "GET", tasks, token),
+            "create": lambda: call(app, "POST", tasks, token, b'{"title":"New","tags":["a"]}'),
+            "toggle": lambda: call(app, "PATCH", f"{tasks}/{first}/complete", token),
+        }
+        one = requests_of[operation]
+        for _ in range(requests // ROUNDS):  # warm caches, pools and statements first
+            await one()
+        best = float("inf")
+        for _ in range(ROUNDS):
+            started_at = time.process_time()
+            for _ in range(requests // ROUNDS):
+                await one()
+            best = min(best, (time.process_time() - started_at) / (requests // ROUNDS))
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(PROFILED_REQUESTS):
+            await one()
+        profiler.disable()
+    calls = pstats.Stats(profiler).total_calls / PROFILED_REQUESTS  # type: ignore[attr-defined]
+    return best * 1000, calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--operation", choices=["list", "create", "toggle"], default="list")
+    parser.add_argument("--requests", type=int, default=1500, help="requests per measurement")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    args = parser.parse_args()
+    cpu_ms, calls = asyncio.run(measure(args.operation, args.requests, args.database_url))
+    print(f"{args.operation}: {cpu_ms:.3f} ms of CPU and {calls:.0f} Python calls per request")
+
+
+if __name__ == "__main__":
+    main()
