@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,12 @@ async def test_a_failing_query_logs_its_statement_but_never_its_values(
     assert "hash-of-a-password" not in caplog.text
 
 
-def _count_pings(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+@pytest.fixture
+async def one_connection(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Database, list[None]]]:
+    """A service's engine on the test database with a pool of one connection, and the pings
+    the pool sends meanwhile."""
     pings: list[None] = []
     adapted = asyncpg_dialect.AsyncAdapt_asyncpg_connection
     ping: Any = adapted.ping
@@ -63,33 +69,31 @@ def _count_pings(monkeypatch: pytest.MonkeyPatch) -> list[None]:
         ping(self)
 
     monkeypatch.setattr(adapted, "ping", counted)
-    return pings
-
-
-@pytest.mark.postgres
-async def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
-    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pings = _count_pings(monkeypatch)
     settings = ServiceSettings(
         _env_file=None, database_url=SecretStr(postgres_url), data_dir=tmp_path, db_pool_size=1
     )
     database = create_database(settings.database_config(), schema="public", name="check")
-    backend_pid = text("SELECT pg_backend_pid()")
-    try:
-        async with database.engine.connect() as connection:
-            first = (await connection.execute(backend_pid)).scalar_one()
-        killer = await asyncpg.connect(postgres_url)
-        try:
-            assert await killer.fetchval("SELECT pg_terminate_backend($1)", first)
-        finally:
-            await killer.close()
-        await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+    yield database, pings
+    await database.dispose()
 
-        async with database.engine.connect() as connection:
-            second = (await connection.execute(backend_pid)).scalar_one()
+
+@pytest.mark.postgres
+async def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
+    one_connection: tuple[Database, list[None]], postgres_url: str
+) -> None:
+    database, pings = one_connection
+    backend_pid = text("SELECT pg_backend_pid()")
+    async with database.engine.connect() as connection:
+        first = (await connection.execute(backend_pid)).scalar_one()
+    killer = await asyncpg.connect(postgres_url)
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", first)
     finally:
-        await database.dispose()
+        await killer.close()
+    await asyncio.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+
+    async with database.engine.connect() as connection:
+        second = (await connection.execute(backend_pid)).scalar_one()
 
     assert second != first
     assert len(pings) == 1
@@ -97,19 +101,12 @@ async def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
 
 @pytest.mark.postgres
 async def test_a_connection_in_steady_use_is_not_pinged(
-    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    one_connection: tuple[Database, list[None]],
 ) -> None:
-    pings = _count_pings(monkeypatch)
-    settings = ServiceSettings(
-        _env_file=None, database_url=SecretStr(postgres_url), data_dir=tmp_path, db_pool_size=1
-    )
-    database = create_database(settings.database_config(), schema="public", name="check")
-    try:
-        for _ in range(5):
-            async with database.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-    finally:
-        await database.dispose()
+    database, pings = one_connection
+    for _ in range(5):
+        async with database.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     assert pings == []
 
