@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, BeforeValidator, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    EmailStr,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
 
 from shared.tokens import MAX_TOKEN_BYTES
 from shared.validators import StorableText, blank_to_none
@@ -107,7 +115,8 @@ class LogoutRequest(BaseModel):
     `everywhere` every sign-in of its user."""
 
     refresh_token: Token | None = None
-    everywhere: bool = False
+    # Strict: pydantic would otherwise read 0, 0.0 or "no" as false without a word.
+    everywhere: StrictBool = False
 
 
 class PasswordChangeRequest(BaseModel):

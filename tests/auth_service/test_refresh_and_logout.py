@@ -350,3 +350,18 @@ async def test_only_hashes_of_refresh_tokens_are_stored(
     assert len(rows) == 1
     assert rows[0].token_hash != session_tokens["refresh_token"]
     assert len(rows[0].token_hash) == 64
+
+
+@pytest.mark.parametrize("everywhere", [0, 0.0, 1, "yes", "false", None])
+async def test_logout_everywhere_takes_only_a_json_boolean(
+    client: httpx2.AsyncClient, session_tokens: dict[str, Any], everywhere: Any
+) -> None:
+    response = await client.post(
+        "/auth/logout",
+        json={"everywhere": everywhere},
+        headers=bearer(session_tokens["access_token"]),
+    )
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
+    assert (await _refresh(client, session_tokens["refresh_token"])).status_code == 200
