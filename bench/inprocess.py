@@ -26,10 +26,12 @@ import asyncpg
 import jwt
 import orjson
 from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Message
 
 from bench.config import DEFAULT_DATABASE_URL, SECRET_KEY
 from task_service.app import create_app
+from task_service.settings import TaskSettings
 
 ROUNDS = 5
 PROFILED_REQUESTS = 200
@@ -77,14 +79,15 @@ async def call(
 async def measure(operation: str, requests: int, database_url: str) -> tuple[float, float]:
     """CPU milliseconds and Python calls per request of `operation`."""
     schema = f"bench_inprocess_{uuid.uuid4().hex[:8]}"
-    os.environ.update(
-        DATABASE_URL=database_url,
-        SECRET_KEY=SECRET_KEY,
-        TASK_DB_SCHEMA=schema,
-        LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"),
+    settings = TaskSettings(
+        _env_file=None,
+        database_url=SecretStr(database_url),
+        secret_key=SecretStr(SECRET_KEY),
+        task_db_schema=schema,
+        log_level="WARNING",
     )
     try:
-        return await _measure(operation, requests)
+        return await _measure(create_app(settings), operation, requests)
     finally:
         connection = await asyncpg.connect(database_url)
         try:
@@ -93,8 +96,7 @@ async def measure(operation: str, requests: int, database_url: str) -> tuple[flo
             await connection.close()
 
 
-async def _measure(operation: str, requests: int) -> tuple[float, float]:
-    app = create_app()  # from the environment just set
+async def _measure(app: ASGIApp, operation: str, requests: int) -> tuple[float, float]:
     user = str(uuid.uuid4())
     claims = {"sub": user, "exp": int(time.time()) + 3600, "type": "access"}
     token = jwt.encode(claims, SECRET_KEY, algorithm="HS256")
