@@ -121,36 +121,27 @@ async def test_wss_verifies_the_websocket_certificate_as_sslmode_says(
             await _server_address(untrusted)
 
 
-async def test_auto_switches_to_the_websocket_when_the_port_is_closed(
+@pytest.mark.parametrize(
+    "port_closed", [True, False], ids=["switches-when-the-port-is-closed", "keeps-tcp"]
+)
+async def test_auto_takes_the_websocket_only_when_the_port_is_closed(
     hosted_postgres: HostedPostgres,
     ws_proxy: WebSocketProxy,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    port_closed: bool,
 ) -> None:
     caplog.set_level(logging.INFO)
-    url = hosted_postgres.url(user=PLAIN_USER, port=_closed_port(), sslmode="disable")
+    port = _closed_port() if port_closed else None  # None: the cluster's own port
+    url = hosted_postgres.url(user=PLAIN_USER, port=port, sslmode="disable")
     async with _opened(url, tmp_path, "auto", ws_proxy.url) as database:
         assert await _server_address(database) == PLAIN_USER
         assert await _server_address(database) == PLAIN_USER
 
     switches = [r for r in caplog.records if "WebSocket transport" in r.getMessage()]
-    assert len(switches) == 1
-    assert ws_proxy.connections >= 1
-
-
-async def test_auto_keeps_tcp_when_the_port_answers(
-    hosted_postgres: HostedPostgres,
-    ws_proxy: WebSocketProxy,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.INFO)
-    url = hosted_postgres.url(user=PLAIN_USER, sslmode="disable")
-    async with _opened(url, tmp_path, "auto", ws_proxy.url) as database:
-        assert await _server_address(database) == PLAIN_USER
-
-    assert ws_proxy.connections == 0
-    assert "WebSocket transport" not in caplog.text
+    # One switch for the whole pool, not one per connection; none while TCP answers.
+    assert len(switches) == (1 if port_closed else 0)
+    assert (ws_proxy.connections >= 1) if port_closed else (ws_proxy.connections == 0)
 
 
 async def test_a_websocket_dropped_mid_statement_is_a_503_then_recovers(
