@@ -4,8 +4,9 @@
     python app.py --healthcheck   exit 0 when the gateway answers its liveness route (Docker)
     python app.py --supervisord   run supervisord in this process (what `python app.py` execs);
                                   exit 1 when it stopped because a program went FATAL, else 0
-    python app.py --exit-on-fatal supervisord event listener: stop everything when a program
-                                  cannot be kept running, so the platform restarts the container
+
+supervisord's event listener (`python -m shared.supervision`) stops everything when a program
+cannot be kept running, so the platform restarts the container.
 
 Everything is configured by environment variables (see .env.example).
 """
@@ -188,27 +189,9 @@ def healthcheck() -> int:
         return 1
 
 
-def exit_on_fatal() -> None:
-    """Answer supervisord's events; on PROCESS_STATE_FATAL, stop supervisord (which stops
-    every program gracefully) and have it exit with a failure."""
-    from supervisor import childutils
-
-    from shared.supervision import stop_the_stack
-
-    while True:
-        headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
-        if headers.get("eventname") == "PROCESS_STATE_FATAL":
-            print(f"app.py: a program cannot be kept running ({payload})", file=sys.stderr)
-            stop_the_stack()
-        childutils.listener.ok(sys.stdout)
-
-
 if __name__ == "__main__":
     if "--healthcheck" in sys.argv[1:]:
         sys.exit(healthcheck())
     if "--supervisord" in sys.argv[1:]:
         sys.exit(run_supervisord())
-    if "--exit-on-fatal" in sys.argv[1:]:
-        exit_on_fatal()
-    else:
-        start()
+    start()
