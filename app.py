@@ -5,8 +5,8 @@
     python app.py --supervisord   run supervisord in this process (what `python app.py` execs);
                                   exit 1 when it stopped because a program went FATAL, else 0
 
-supervisord's event listener (`python -m shared.supervision`) stops everything when a program
-cannot be kept running, so the platform restarts the container.
+When a program cannot be kept running, supervisord stops everything (shared/supervision.py),
+so the platform restarts the container.
 
 Everything is configured by environment variables (see .env.example).
 """
@@ -160,7 +160,7 @@ def start() -> None:
 
 
 def run_supervisord() -> int:
-    """Run supervisord here; 1 when the FATAL listener stopped it, else 0.
+    """Run supervisord here; 1 when it stopped because a program went FATAL, else 0.
 
     supervisord exits 0 however it was stopped, and a signal cannot end it with another
     status: as a container's PID 1 it is immune to every signal it does not handle.

@@ -27,8 +27,3 @@ def imported_modules(*arguments: str, stdin: bytes = b"") -> set[str]:
         if line.startswith("import time:") and "[us]" not in line
     }
 
-
-def loaded_beyond_start_up(*arguments: str, stdin: bytes = b"") -> set[str]:
-    """The modules `python <arguments>` loads beyond those every interpreter starts with
-    (`site` and what the environment's `.pth` files load)."""
-    return imported_modules(*arguments, stdin=stdin) - imported_modules("-c", "pass")

@@ -27,7 +27,7 @@ from tests.support.http_server import free_port
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60.0
 # The programs supervisord runs (supervisord.conf), by the short names reports use.
-PROGRAMS = {"listener": "exit_on_fatal", "gateway": "gateway", "auth": "auth", "tasks": "tasks"}
+PROGRAMS = {"gateway": "gateway", "auth": "auth", "tasks": "tasks"}
 # Variables of the developer's shell that must not reach the stack.
 _SCRUBBED = (
     "DATABASE_URL",
