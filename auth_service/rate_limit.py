@@ -14,9 +14,8 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.asyncio
 from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -26,6 +25,9 @@ from limits.storage import storage_from_string
 from auth_service.settings import AuthSettings
 from shared.errors import ApiError, ErrorCode
 from shared.metrics import RATE_LIMITED
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ class AuthRateLimiter:
         if url is None or url.startswith("memory://"):
             self.storage = storage_from_string("async+memory://", wrap_exceptions=True)
         else:
+            # Imported here only: the Redis client is about 6 MiB of the service's memory
+            # (bench/history.md), which counters in memory do not need.
+            import redis.asyncio  # noqa: PLC0415
+
             # Our own pool, so shutdown can close it; short timeouts, so a dead Redis costs
             # a login seconds at most instead of hanging it.
             timeout = settings.rate_limit_storage_timeout

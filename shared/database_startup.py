@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import signal
-import sqlite3
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -117,14 +116,20 @@ def _configuration_error(cause: BaseException, database: Database) -> tuple[bool
         )
     elif isinstance(cause, asyncpg.ClientConfigurationError):
         message = f"{cause}: check DATABASE_URL"
-    elif isinstance(cause, PermissionError | sqlite3.OperationalError) and (
-        database.kind == "sqlite"
-    ):
+    elif database.kind == "sqlite" and _cannot_write_sqlite(cause):
         message = (
             f"cannot write the SQLite database {where} ({cause}): set DATA_DIR to a writable "
             "directory (or DATABASE_URL)"
         )
     return None if message is None else (False, message)
+
+
+def _cannot_write_sqlite(cause: BaseException) -> bool:
+    # Imported only on SQLite, whose driver has loaded it already: on PostgreSQL it would be
+    # a module and a library in memory for nothing.
+    import sqlite3  # noqa: PLC0415
+
+    return isinstance(cause, PermissionError | sqlite3.OperationalError)
 
 
 def _transient_error(cause: BaseException, database: Database) -> tuple[bool, str] | None:

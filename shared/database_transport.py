@@ -5,7 +5,8 @@ Neon also accepts the PostgreSQL protocol inside binary WebSocket frames on port
 (`wss://<host>/v2`, the transport of its serverless driver), with TLS on the WebSocket
 instead of inside the protocol. asyncpg speaks only TCP, so each service runs a loopback
 listener and bridges every connection asyncpg opens to a WebSocket of its own: SQLAlchemy and
-asyncpg work as they do over TCP.
+asyncpg work as they do over TCP. The bridge (shared/database_websocket.py) is imported only
+when a connection takes that route.
 """
 
 from __future__ import annotations
@@ -13,26 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import uuid
-from collections import deque
-from collections.abc import Callable, Coroutine
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import asyncpg
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as websocket_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from shared.database_tls import DatabaseConfigurationError, Tls, tls_for
+from shared.database_tls import Tls, tls_for
 from shared.database_url import DatabaseConfig, DatabaseUrl, Transport
+
+if TYPE_CHECKING:
+    from shared.database_websocket import WebSocketBridge
 
 logger = logging.getLogger(__name__)
 
 # How long `auto` waits for the database port before asking whether port 443 answers.
 PROBE_TIMEOUT_SECONDS = 3.0
-_CHUNK = 65536
 
 
 def websocket_url(url: DatabaseUrl, configured: str | None) -> str:
@@ -49,125 +47,8 @@ def default_transport(url: DatabaseUrl, configured: Transport | None) -> Transpo
     return "auto" if url.is_neon else "tcp"
 
 
-class WebSocketBridge:
-    """A loopback listener whose every connection is carried over a WebSocket of its own.
-
-    The WebSocket is opened before asyncpg connects to the listener, so a failure to reach
-    it is raised with its real cause instead of surfacing as a closed socket.
-    """
-
-    def __init__(self, url: str, tls: Tls, open_timeout: float) -> None:
-        self.url = url
-        self._ssl = tls.context if url.startswith("wss:") else None
-        self._open_timeout = open_timeout
-        self._server: asyncio.Server | None = None
-        self._waiting: deque[ClientConnection] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def open(self) -> tuple[str, int]:
-        """Open one WebSocket; return the loopback address asyncpg connects to for it."""
-        if self._server is None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        try:
-            websocket = await websocket_connect(
-                self.url,
-                ssl=self._ssl,
-                open_timeout=self._open_timeout,
-                max_size=None,
-                compression=None,
-                proxy=None,
-                # The database's own timeouts bound every query; the keepalive pings find a
-                # WebSocket that died silently.
-                ping_interval=20,
-                ping_timeout=20,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            message = f"the WebSocket endpoint {_origin(self.url)} answered HTTP {status}"
-            if 400 <= status < 500 and status not in (408, 429):
-                raise DatabaseConfigurationError(
-                    f"{message}: check DATABASE_WEBSOCKET_URL, or set DATABASE_TRANSPORT=tcp"
-                ) from None
-            raise ConnectionError(message) from exc
-        except InvalidURI:
-            raise DatabaseConfigurationError(
-                "DATABASE_WEBSOCKET_URL must be a ws:// or wss:// URL"
-            ) from None
-        except (WebSocketException, OSError, TimeoutError) as exc:
-            if isinstance(exc, ssl.SSLCertVerificationError):
-                raise
-            raise ConnectionError(
-                f"WebSocket to {_origin(self.url)} failed: {exc or type(exc).__name__}"
-            ) from exc
-        self._waiting.append(websocket)
-        address: tuple[str, int] = self._server.sockets[0].getsockname()[:2]
-        return address
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._waiting:
-            writer.close()
-            return
-        websocket = self._waiting.popleft()
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await _bridge(reader, writer, websocket)
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-
-    async def aclose(self) -> None:
-        while self._waiting:
-            await self._waiting.popleft().close()
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for task in list(self._tasks):
-            task.cancel()
-
-
-async def _bridge(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, websocket: ClientConnection
-) -> None:
-    """Copy bytes both ways until either side ends, then end the other."""
-
-    async def upstream() -> None:
-        while data := await reader.read(_CHUNK):
-            await websocket.send(data)
-
-    async def downstream() -> None:
-        async for message in websocket:
-            writer.write(message if isinstance(message, bytes) else message.encode())
-            await writer.drain()
-
-    try:
-        await copy_both_ways(upstream(), downstream())
-    finally:
-        # A dropped WebSocket closes the loopback socket: asyncpg sees a lost connection, so
-        # an open transaction fails (and is never acknowledged) instead of hanging.
-        writer.close()
-        with contextlib.suppress(OSError, ConnectionClosed):
-            await websocket.close()
-
-
-async def copy_both_ways(*copies: Coroutine[Any, Any, None]) -> None:
-    """Run the copies until one ends, then cancel the rest and wait for them.
-
-    A copy ending on a closed WebSocket or socket is a side going away, not an error.
-    """
-    tasks = [asyncio.create_task(copy) for copy in copies]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
-                await task
-
-
-def _origin(url: str) -> str:
+def origin(url: str) -> str:
+    """A URL without its query (where Neon's endpoint names the database host), for logs."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
@@ -227,6 +108,10 @@ class Connector:
         route = self._route or await self._choose_route()
         if route == "websocket":
             if self._bridge is None:
+                # Imported on first use: the WebSocket client is memory every other
+                # deployment would hold for nothing.
+                from shared.database_websocket import WebSocketBridge  # noqa: PLC0415
+
                 self._bridge = WebSocketBridge(self.websocket_url, tls, self.connect_timeout)
             host, port = await self._bridge.open()
             ssl_argument: Any = False
@@ -265,7 +150,7 @@ class Connector:
             "transport (DATABASE_TRANSPORT=websocket skips this check)",
             self.url.port,
             self.url.host,
-            _origin(self.websocket_url),
+            origin(self.websocket_url),
         )
         self._route = "websocket"
         return "websocket"

@@ -23,14 +23,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx2
 import jwt
 from jwt.algorithms import HMACAlgorithm
 from jwt.utils import base64url_decode
 
 from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    import httpx2
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +173,9 @@ class JWKSCache:
         timeout: float = 5.0,
         client: httpx2.AsyncClient | None = None,
     ) -> None:
+        # Imported here: only a service that checks Better Auth's keys needs an HTTP client.
+        import httpx2  # noqa: PLC0415
+
         self.url = url
         self.ttl = ttl
         self.min_refresh_interval = min_refresh_interval
@@ -207,6 +212,8 @@ class JWKSCache:
 
     async def _refresh(self, *, for_unknown_key: bool) -> bool:
         """Fetch unless attempts are spaced out now; whether the keys are just fetched."""
+        import httpx2  # noqa: PLC0415 (loaded already, by __init__)
+
         attempts_before = self._attempts
         async with self._lock:
             if self._attempts != attempts_before:

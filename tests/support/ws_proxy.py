@@ -8,7 +8,7 @@ import ssl
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from shared.database_transport import copy_both_ways
+from shared.database_websocket import copy_both_ways
 
 
 class WebSocketProxy:
