@@ -50,6 +50,15 @@ class StartupInterrupted(DatabaseStartupError):  # noqa: N818 (a stop, not a fai
         self.signum = signum
 
 
+class ClassifiedError(Exception):
+    """A failure another process has classified already (the schema upgrade's own)."""
+
+    def __init__(self, cause: str, *, transient: bool) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.transient = transient
+
+
 # Transient SQLSTATEs: connection failures, too many connections, a server shutting down or
 # starting (Neon's proxy answers 08xxx/XX000 while a compute wakes up).
 _TRANSIENT_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03", "XX000")
@@ -73,6 +82,8 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def classify(exc: BaseException, database: Database) -> tuple[bool, str]:
     """(transient?, one line naming the cause and, for a setting, which one to change)."""
     for cause in _causes(exc):
+        if isinstance(cause, ClassifiedError):
+            return cause.transient, cause.cause
         verdict = _configuration_error(cause, database) or _transient_error(cause, database)
         if verdict is not None:
             return verdict

@@ -11,7 +11,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import DateTime, event, text
@@ -20,10 +21,12 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.database_transport import Connector
 from shared.database_url import DatabaseConfig, DatabaseKind, DatabaseUrl
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,19 @@ POOL_RECYCLE_SECONDS = 240
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class DatabaseOrigin:
+    """What `create_database` made a Database of: another process opens the same one with
+    it (the schema upgrade at start-up runs in a process of its own)."""
+
+    config: DatabaseConfig
+    schema: str
+    name: str
+
+    def open(self) -> Database:
+        return create_database(self.config, schema=self.schema, name=self.name)
+
+
 @dataclass
 class Database:
     """An engine and its session factory, plus what a service needs to know about them."""
@@ -57,16 +73,22 @@ class Database:
     pooler: str = "none"
     # SQLite files that a restart will lose.
     ephemeral: bool = False
-    sessionmaker: async_sessionmaker[AsyncSession] = field(init=False)
+    origin: DatabaseOrigin | None = None
     # The same pool, its connections in autocommit: for single statements, which need no
     # transaction around them.
     autocommit: AsyncEngine = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sessionmaker = async_sessionmaker(
-            self.engine, class_=AsyncSession, expire_on_commit=False
-        )
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @cached_property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """The session factory, made on first use."""
+        # Imported here: the schema upgrade's process opens a Database but no session, and
+        # SQLModel (pydantic with it) would be a third of its start-up.
+        from sqlmodel.ext.asyncio.session import AsyncSession  # noqa: PLC0415
+
+        return async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
     async def ping(self) -> None:
         """Run a real query; raises if the database cannot answer."""
@@ -101,8 +123,11 @@ def create_database(config: DatabaseConfig, *, schema: str, name: str) -> Databa
         path = config.data_dir / f"{name}.db"
         url = DatabaseUrl(kind="sqlite", database=str(path))
     if url.kind == "sqlite":
-        return _create_sqlite(url, config)
-    return _create_postgres(url, config, schema)
+        database = _create_sqlite(url, config)
+    else:
+        database = _create_postgres(url, config, schema)
+    database.origin = DatabaseOrigin(config, schema, name)
+    return database
 
 
 def _create_postgres(url: DatabaseUrl, config: DatabaseConfig, schema: str) -> Database:

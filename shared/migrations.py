@@ -1,4 +1,5 @@
-"""Alembic for each service's own schema, run at start-up and from the alembic CLI.
+"""Alembic for each service's own schema, run at start-up (by shared.schema_upgrade, in a
+process of its own) and from the alembic CLI.
 
 Each service keeps its migration history and its version table in its own schema, so two
 services can share one PostgreSQL database without seeing each other.
@@ -18,11 +19,9 @@ from alembic.config import Config
 from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateSchema
-from sqlmodel.sql.sqltypes import AutoString
 
 from shared.db import Database, UTCDateTime
-
-VERSION_TABLE = "alembic_version"
+from shared.schema_upgrade import VERSION_TABLE
 
 
 def _lock_key(schema: str) -> int:
@@ -77,18 +76,23 @@ def use_schema(connection: Connection, schema: str | None) -> None:
         connection.dialect.default_schema_name = schema
 
 
-def context_options(metadata: MetaData, schema: str | None, dialect: str) -> dict[str, Any]:
-    """How Alembic sees one service: its metadata, its schema, its version table."""
-    return {
-        "target_metadata": metadata,
+def context_options(metadata: MetaData | None, schema: str | None, dialect: str) -> dict[str, Any]:
+    """How Alembic sees one service: its schema, its version table and, for autogenerate,
+    its metadata (an upgrade or a downgrade needs none)."""
+    options: dict[str, Any] = {
         "version_table": VERSION_TABLE,
         "version_table_schema": schema,
-        "include_name": _include_name,
-        "include_object": _include_object(metadata, dialect),
-        "render_item": _render_item,
         "render_as_batch": dialect == "sqlite",
-        "compare_type": True,
     }
+    if metadata is not None:
+        options |= {
+            "target_metadata": metadata,
+            "include_name": _include_name,
+            "include_object": _include_object(metadata, dialect),
+            "render_item": _render_item,
+            "compare_type": True,
+        }
+    return options
 
 
 def _include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
@@ -126,6 +130,9 @@ def _include_object(
 
 def _render_item(type_: str, obj: Any, _context: AutogenContext) -> str | bool:
     """Write plain SQLAlchemy types into migrations, so they never import app code."""
+    # Autogenerate only (the CLI): an upgrade at start-up need not load SQLModel.
+    from sqlmodel.sql.sqltypes import AutoString  # noqa: PLC0415
+
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     if type_ == "type" and isinstance(obj, AutoString):
@@ -133,20 +140,22 @@ def _render_item(type_: str, obj: Any, _context: AutogenContext) -> str | bool:
     return False
 
 
-def run_env(metadata: MetaData, open_database: Callable[[], Database]) -> None:
+def run_env(load_metadata: Callable[[], MetaData], open_database: Callable[[], Database]) -> None:
     """The body of a service's `migrations/env.py`.
 
-    At start-up the service hands Alembic a connection; from the CLI
-    (`alembic -c <service>/alembic.ini ...`) the database comes from the environment.
+    At start-up (shared.schema_upgrade) Alembic is handed a connection and only upgrades:
+    the service's models, which only autogenerate compares against, are not even loaded.
+    From the CLI (`alembic -c <service>/alembic.ini ...`) the database comes from the
+    environment.
     """
     connection = context.config.attributes.get("connection")
     if connection is not None:
-        _run(connection, metadata, context.config.attributes.get("schema"))
+        _run(connection, None, context.config.attributes.get("schema"))
         return
-    asyncio.run(_run_from_cli(metadata, open_database()))
+    asyncio.run(_run_from_cli(load_metadata(), open_database()))
 
 
-def _run(connection: Connection, metadata: MetaData, schema: str | None) -> None:
+def _run(connection: Connection, metadata: MetaData | None, schema: str | None) -> None:
     default_schema = connection.dialect.default_schema_name
     try:
         use_schema(connection, schema)

@@ -15,7 +15,7 @@ from shared.deps import ServiceState
 from shared.errors import install_error_handlers
 from shared.health import router as health_router
 from shared.metrics import watch_pool
-from shared.migrations import upgrade_database
+from shared.schema_upgrade import upgrade_schema
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,16 @@ def create_service_app(
         for warning in settings.startup_warnings():
             logger.warning("%s", warning)
         logger.info("Storage: %s at %s", database.kind, database.location)
-        await start_database(database, lambda: upgrade_database(database, migrations_dir))
+        await start_database(
+            database,
+            lambda: upgrade_schema(
+                database,
+                migrations_dir,
+                service=name,
+                log_level=settings.log_level,
+                log_format=settings.log_format,
+            ),
+        )
 
     app = create_base_app(
         name=name,

@@ -14,7 +14,8 @@ from sqlmodel import select
 from auth_service.app import MIGRATIONS_DIR
 from auth_service.models import RefreshToken, User, metadata
 from shared.db import Database, create_database, utcnow
-from shared.migrations import VERSION_TABLE, _lock_key, upgrade_database
+from shared.migrations import _lock_key, upgrade_database
+from shared.schema_upgrade import VERSION_TABLE
 from tests.auth_service.conftest import auth_settings
 from tests.support.databases import (
     Backend,
