@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx2
+import aiohttp
 
 from gateway.upstream import Upstream
 
@@ -250,12 +250,12 @@ class OpenAPICache:
         """Fetch one service's document; True when what is cached changed."""
         upstream = self.services[prefix]
         try:
-            response = await upstream.probe_client.get(f"{upstream.base_url}/openapi.json")
-            response.raise_for_status()
-            document = response.json()
+            status, document = await upstream.probe("/openapi.json")
+            if status != 200:
+                raise ValueError(f"HTTP {status}")
             if not isinstance(document, dict):
                 raise ValueError("not a JSON object")
-        except (httpx2.HTTPError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             logger.info("OpenAPI of %s not available: %s", prefix, type(exc).__name__)
             if prefix in self._documents:
                 self._fetched_at[prefix] = now  # keep serving the stale copy for a while

@@ -9,7 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx2
+import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -74,13 +74,12 @@ class StackHealthResponse(HealthResponse):
 async def _service_health(upstream: Upstream) -> tuple[bool, dict[str, Any]]:
     # The probe client's timeouts are HEALTH_TIMEOUT.
     try:
-        response = await upstream.probe_client.get(f"{upstream.base_url}/health")
-        body = response.json()
-    except (httpx2.HTTPError, ValueError):
+        status, body = await upstream.probe("/health")
+    except (aiohttp.ClientError, TimeoutError, ValueError):
         return False, {"status": "unreachable"}
     if not isinstance(body, dict):
         return False, {"status": "invalid response"}
-    healthy = response.status_code == 200 and body.get("status") == "ok"
+    healthy = status == 200 and body.get("status") == "ok"
     if healthy and upstream.load.full:
         # Up, but every proxied connection to it is taken: new requests get 503 busy.
         body = {**body, "status": "busy", "in_flight": upstream.load.in_flight}

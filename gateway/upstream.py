@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
-import httpx2
 
 from shared.metrics import watch_pool
 
@@ -45,76 +44,71 @@ class Upstream:
 
     Proxied requests go through aiohttp's client: at a sixth of the CPU time per request
     of httpx2 (bench/history.md), it is what lets one gateway process keep up with the
-    services. The probes, a few calls a minute, use httpx2 like the rest of the project.
+    services. The probes, a few calls a minute, use it too, in a pool of their own: a
+    second HTTP client would be 4 MiB more of the gateway's memory (bench/history.md).
     """
 
     name: str
     base_url: str
-    probe_client: httpx2.AsyncClient  # /health and OpenAPI fetches
     connect_timeout: float
     timeout: float
+    # For the probes (/health and OpenAPI fetches): each step of a call, and the wait for
+    # a free connection, within this.
+    probe_timeout: float
     load: PoolLoad = field(default_factory=lambda: PoolLoad(MAX_CONNECTIONS_PER_SERVICE))
     _session: aiohttp.ClientSession | None = None
+    _probe_session: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         """The proxy's pool, opened on first use (it needs the running event loop)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.load.size, keepalive_timeout=KEEPALIVE_EXPIRY_SECONDS
-                ),
-                # Waiting for a free connection is bounded like connecting (not the whole
-                # timeout): a busy service is told apart from a slow one early.
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self.connect_timeout,
-                    sock_connect=self.connect_timeout,
-                    sock_read=self.timeout,
-                ),
-                # Bodies are relayed as they come, and only the client's own headers go on.
-                auto_decompress=False,
-                skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
-                # It serves every user: it must never keep one user's cookie.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
+            self._session = _open_session(
+                self.load.size, connect_timeout=self.connect_timeout, timeout=self.timeout
             )
         return self._session
 
+    async def probe(self, path: str) -> tuple[int, Any]:
+        """GET one of the service's own routes: the status and the JSON body.
+
+        Raises aiohttp.ClientError or TimeoutError when the service does not answer, and
+        ValueError when the body is not JSON.
+        """
+        if self._probe_session is None:
+            self._probe_session = _open_session(
+                MAX_PROBE_CONNECTIONS,
+                connect_timeout=self.probe_timeout,
+                timeout=self.probe_timeout,
+            )
+        url = self.base_url + path
+        async with self._probe_session.get(url, allow_redirects=False) as response:
+            return response.status, await response.json(content_type=None)
+
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-        await self.probe_client.aclose()
+        try:
+            if self._session is not None:
+                await self._session.close()
+        finally:
+            if self._probe_session is not None:
+                await self._probe_session.close()
 
 
-class _RefuseAllCookies(http.cookiejar.DefaultCookiePolicy):
-    """The clients serve every user: they must never keep one user's cookie."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-
-def create_client(
-    *, connect_timeout: float, timeout: float, max_connections: int
-) -> httpx2.AsyncClient:
-    """A keep-alive pool without redirects, cookies or environment settings.
-
-    Waiting for a free connection is limited like connecting (not the whole `timeout`):
-    the caller can tell a busy service from a slow one early.
-    """
-    return httpx2.AsyncClient(
-        timeout=httpx2.Timeout(timeout, connect=connect_timeout, pool=connect_timeout),
-        limits=httpx2.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+def _open_session(size: int, *, connect_timeout: float, timeout: float) -> aiohttp.ClientSession:
+    """A keep-alive pool of `size` connections that follows no redirects, keeps no cookie
+    and reads no proxy settings from the environment."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=size, keepalive_timeout=KEEPALIVE_EXPIRY_SECONDS),
+        # Waiting for a free connection is bounded like connecting (not the whole
+        # timeout): a busy service is told apart from a slow one early.
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=timeout
         ),
-        follow_redirects=False,
+        # Bodies are relayed as they come, and only the client's own headers go on.
+        auto_decompress=False,
+        skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+        # It serves every user: it must never keep one user's cookie.
+        cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
-        cookies=http.cookiejar.CookieJar(policy=_RefuseAllCookies()),
     )
 
 
@@ -125,13 +119,9 @@ def open_upstream(
     upstream = Upstream(
         name=name,
         base_url=base_url,
-        probe_client=create_client(
-            connect_timeout=probe_timeout,
-            timeout=probe_timeout,
-            max_connections=MAX_PROBE_CONNECTIONS,
-        ),
         connect_timeout=connect_timeout,
         timeout=timeout,
+        probe_timeout=probe_timeout,
     )
     load = upstream.load
     watch_pool("upstream", name, lambda: {"in_flight": load.in_flight, "limit": load.size})
