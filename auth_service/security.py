@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-import jwt
 from passlib.context import CryptContext
 from passlib.exc import UnknownHashError
 
+from shared import hs256
 from shared.tokens import ACCESS_TOKEN_TYPE, InvalidTokenError
 
 REFRESH_TOKEN_TYPE = "refresh"  # noqa: S105 (a token kind, not a secret)
-JWT_ALGORITHM = "HS256"
 
 # Argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane). bcrypt hashes from
 # an earlier system still verify and are replaced with argon2 at the next login.
@@ -102,7 +101,7 @@ def create_access_token(
         "jti": uuid.uuid4().hex,
         "type": ACCESS_TOKEN_TYPE,
     }
-    return jwt.encode(claims, key, algorithm=JWT_ALGORITHM)
+    return hs256.encode(claims, key)
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def create_refresh_token(
         "type": REFRESH_TOKEN_TYPE,
     }
     return IssuedRefreshToken(
-        token=jwt.encode(claims, key, algorithm=JWT_ALGORITHM),
+        token=hs256.encode(claims, key),
         token_id=token_id,
         family_id=family_id,
         issued_at=datetime.fromtimestamp(now, UTC),
@@ -139,13 +138,10 @@ def create_refresh_token(
 def decode_refresh_token(token: str, *, key: str, verify_exp: bool = True) -> Mapping[str, Any]:
     """The claims of one of our refresh tokens; InvalidTokenError for anything else."""
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key,
-            algorithms=[JWT_ALGORITHM],
-            options={"require": ["exp", "sub", "jti", "fam"], "verify_exp": verify_exp},
+        claims = hs256.decode(
+            token, key, require=("exp", "sub", "jti", "fam"), verify_exp=verify_exp
         )
-    except jwt.PyJWTError:
+    except hs256.TokenError:
         raise InvalidTokenError("invalid refresh token") from None
     if claims.get("type") != REFRESH_TOKEN_TYPE:
         raise InvalidTokenError("not a refresh token")

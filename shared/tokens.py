@@ -7,7 +7,8 @@ Accepted, and nothing else:
   sign with), checked against the keys it publishes, and against BETTER_AUTH_ISSUER and
   BETTER_AUTH_AUDIENCE when those are set.
 
-Two key strategies read a token's claims: `SharedSecrets` (HS256) and `JWKSKeys`. The
+Two key strategies read a token's claims: `SharedSecrets` (HS256, shared/hs256.py) and
+`JWKSKeys` (PyJWT, imported only when BETTER_AUTH_JWKS_URL is set). The
 verifier picks one by the token's `alg`; each returns the claims and where the token comes
 from, or raises `InvalidTokenError`. The verifier then reads the subject: our auth
 service's tokens name their user in `sub`; the frontend's may leave `sub` out and name the
@@ -17,7 +18,6 @@ user in `id` or `userId` instead, as some frontends do.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -25,14 +25,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-import jwt
-from jwt.algorithms import HMACAlgorithm
-from jwt.utils import base64url_decode
-
+from shared import hs256
 from shared.settings import ServiceSettings
 
 if TYPE_CHECKING:
     import httpx2
+    import jwt
 
 logger = logging.getLogger(__name__)
 
@@ -120,34 +118,41 @@ class SigningSecret:
     source: TokenSource
 
 
-_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
-
-
 class SharedSecrets:
-    """HS256 tokens: the secret whose signature matches tells whose token it is."""
+    """HS256 tokens (shared/hs256.py): the secret whose signature matches tells whose
+    token it is."""
 
-    algorithms = frozenset({"HS256"})
+    algorithms = frozenset({hs256.ALGORITHM})
 
     def __init__(self, secrets: Sequence[SigningSecret], *, leeway: float) -> None:
         if not secrets:
             raise ValueError("at least one HS256 secret is required")
-        self._secrets = [(entry, _HS256.prepare_key(entry.secret)) for entry in secrets]
+        self._secrets = list(secrets)
         self.leeway = leeway
 
     async def claims(self, token: str, header: Mapping[str, Any]) -> tuple[Claims, TokenSource]:
-        signing_input, _, encoded = token.encode().rpartition(b".")
         try:
-            signature = base64url_decode(encoded)
-        except (binascii.Error, ValueError):
+            parsed = hs256.parse(token)
+        except hs256.TokenError:
             raise InvalidTokenError("malformed token") from None
         # Each secret's signature is compared (in constant time); none is tried by failing.
         matching = next(
-            (entry for entry, key in self._secrets if _HS256.verify(signing_input, key, signature)),
+            (entry for entry in self._secrets if hs256.signature_matches(parsed, entry.secret)),
             None,
         )
         if matching is None:
             raise InvalidTokenError("bad signature", "no configured secret signed it")
-        return _decode(token, matching.secret, "HS256", self.leeway), matching.source
+        try:
+            claims = hs256.decode(
+                token,
+                matching.secret,
+                leeway=self.leeway,
+                require=("exp",),
+                verify_aud=False,
+            )
+        except hs256.TokenError as exc:
+            raise _refused(exc.failure, str(exc)) from None
+        return _access_claims(claims), matching.source
 
     async def aclose(self) -> None:
         return None
@@ -173,8 +178,11 @@ class JWKSCache:
         timeout: float = 5.0,
         client: httpx2.AsyncClient | None = None,
     ) -> None:
-        # Imported here: only a service that checks Better Auth's keys needs an HTTP client.
+        # Imported here: only a service that checks Better Auth's keys needs an HTTP client,
+        # or PyJWT, whose import loads `cryptography` (shared/hs256.py). Both are loaded at
+        # start-up, not on a first request.
         import httpx2  # noqa: PLC0415
+        import jwt  # noqa: F401, PLC0415
 
         self.url = url
         self.ttl = ttl
@@ -213,6 +221,7 @@ class JWKSCache:
     async def _refresh(self, *, for_unknown_key: bool) -> bool:
         """Fetch unless attempts are spaced out now; whether the keys are just fetched."""
         import httpx2  # noqa: PLC0415 (loaded already, by __init__)
+        import jwt  # noqa: PLC0415
 
         attempts_before = self._attempts
         async with self._lock:
@@ -281,8 +290,11 @@ class JWKSKeys:
         await self.keys.aclose()
 
 
-def _decode(token: str, key: str | jwt.PyJWK, algorithm: str, leeway: float) -> Claims:
-    """The claims of a token whose signature `key` checks; `exp` required, `iat` not ahead."""
+def _decode(token: str, key: jwt.PyJWK, algorithm: str, leeway: float) -> Claims:
+    """The claims of a token whose signature the published `key` checks; `exp` required,
+    `iat` not ahead."""
+    import jwt  # noqa: PLC0415 (loaded already, with the key)
+
     try:
         claims: Claims = jwt.decode(
             token,
@@ -293,17 +305,32 @@ def _decode(token: str, key: str | jwt.PyJWK, algorithm: str, leeway: float) -> 
             options={"require": ["exp"], "verify_aud": False, "verify_iss": False},
         )
     except jwt.ExpiredSignatureError:
-        raise TokenExpiredError("expired") from None
+        raise _refused("expired") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise InvalidTokenError("missing claim", exc.claim) from None
+        raise _refused("missing claim", exc.claim) from None
     except jwt.ImmatureSignatureError:
-        raise InvalidTokenError("not yet valid", "issued in the future, or nbf ahead") from None
+        raise _refused("not yet valid") from None
     except jwt.InvalidSignatureError:
         raise InvalidTokenError("bad signature", "not the published key's") from None
     except jwt.DecodeError:
-        raise InvalidTokenError("malformed token") from None
+        raise _refused("malformed token") from None
     except jwt.PyJWTError as exc:
-        raise InvalidTokenError("invalid claims", str(exc)) from None
+        raise _refused("invalid claims", str(exc)) from None
+    return _access_claims(claims)
+
+
+def _refused(failure: hs256.Failure, detail: str | None = None) -> InvalidTokenError:
+    """The error for a token refused for `failure`, whichever library found it."""
+    if failure == "expired":
+        return TokenExpiredError("expired")
+    if failure == "not yet valid":
+        return InvalidTokenError(failure, "issued in the future, or nbf ahead")
+    if failure in ("missing claim", "invalid claims"):
+        return InvalidTokenError(failure, detail)
+    return InvalidTokenError(failure)
+
+
+def _access_claims(claims: Claims) -> Claims:
     token_type = claims.get("type")
     if token_type is not None and token_type != ACCESS_TOKEN_TYPE:
         raise InvalidTokenError("not an access token", f"type {shown(token_type)}")
@@ -370,8 +397,8 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidTokenError("token too large", f"{len(token)} bytes")
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+            header = hs256.parse(token).header
+        except hs256.TokenError:
             raise InvalidTokenError("malformed token") from None
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.upper() not in _ACCEPTED_TYP):

@@ -4,10 +4,7 @@ behind, under the advisory lock, with its failures reported as one line."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -25,7 +22,6 @@ from task_service.app import MIGRATIONS_DIR as TASK_MIGRATIONS
 from tests.support.databases import Backend, drop_schema
 from tests.task_service.conftest import task_settings
 
-ROOT = Path(__file__).resolve().parents[2]
 TASK_HEAD = "0005"
 
 
@@ -214,33 +210,3 @@ async def test_a_failing_migration_stops_start_up_with_the_cause_in_one_line(
         assert await schema_revisions(fresh) == set()
     finally:
         await fresh.dispose()
-
-
-def test_a_started_service_never_imports_alembic(tmp_path: Path) -> None:
-    """What the process holds after start-up: it serves for as long as it runs."""
-    script = f"""
-import asyncio, sys
-from shared.deps import service_state
-from shared.schema_upgrade import schema_revisions
-from task_service.app import create_app
-from task_service.settings import TaskSettings
-
-async def main():
-    app = create_app(TaskSettings(_env_file=None, data_dir={str(tmp_path)!r}))
-    async with app.router.lifespan_context(app):
-        print(sorted(await schema_revisions(service_state(app).database)))
-    print(sorted({{name.split(".")[0] for name in sys.modules}} & {{"alembic", "mako"}}))
-
-asyncio.run(main())
-"""
-    result = subprocess.run(  # noqa: S603 (the interpreter running the tests)
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-
-    assert result.stdout.splitlines()[-2:] == [f"['{TASK_HEAD}']", "[]"], result.stdout
