@@ -14,11 +14,7 @@ Everything is configured by environment variables (see .env.example).
 from __future__ import annotations
 
 import os
-import secrets
 import sys
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
@@ -79,6 +75,8 @@ def prepare_environment(env: MutableMapping[str, str], env_file: Path = ROOT / "
 
 def _persistent_secret(data_dir: Path) -> str:
     """A random signing key, created once and kept with the data it protects."""
+    import secrets
+
     path = data_dir / SECRET_KEY_FILE
     if path.exists():
         return path.read_text().strip()
@@ -144,6 +142,8 @@ def check_configuration(env: Mapping[str, str]) -> None:
 
 
 def start() -> None:
+    import tempfile
+
     os.chdir(ROOT)
     notes = prepare_environment(os.environ)
     check_configuration(os.environ)
@@ -181,6 +181,9 @@ def run_supervisord() -> int:
 def healthcheck() -> int:
     """Liveness, not `/health`: a database outage must not mark the container unhealthy, and
     an auto-healer restarting it could not help."""
+    import urllib.error
+    import urllib.request
+
     url = f"http://127.0.0.1:{os.environ.get('PORT', DEFAULTS['PORT'])}/health/live"
     try:
         with urllib.request.urlopen(url, timeout=4) as response:
