@@ -165,6 +165,10 @@ def run_supervisord() -> int:
     supervisord exits 0 however it was stopped, and a signal cannot end it with another
     status: as a container's PID 1 it is immune to every signal it does not handle.
     """
+    # supervisord serves HTTP on a unix socket only and has no TLS; http.client, which it
+    # loads, imports ssl just to offer HTTPS. That is 1.2 MiB of this process for as long as
+    # the stack runs (bench/history.md): http.client does without it.
+    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     from supervisor import supervisord
 
     from shared.supervision import FATAL_MARKER
