@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -160,7 +161,9 @@ def configure_logging(level: str, service: str, log_format: str = "text") -> Non
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
         root.removeHandler(old)
-        old.flush()
+        # What it still holds goes out; its stream may be closed already (as at shutdown).
+        with contextlib.suppress(OSError, ValueError):
+            old.flush()
     root.addHandler(handler)
     root.setLevel(level)
 
