@@ -10,6 +10,10 @@ number of connections. This protocol adds the three bounds, before the app sees 
 - a connection past `MAX_CONNECTIONS` open ones: 503 at once, and closed.
 
 Every refusal carries the API's error body. Run with `uvicorn --http shared.server:Protocol`.
+
+It also sends what a response writes during one turn of the event loop in one write: uvicorn
+writes a response's status line and headers, then its body, each with a system call of its
+own (see `_TurnWriter`).
 """
 
 from __future__ import annotations
@@ -90,6 +94,46 @@ def _response(code: ErrorCode, detail: str, extra: list[tuple[bytes, bytes]]) ->
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+class _TurnWriter(asyncio.Transport):
+    """The connection as a response sees it: what the response writes during one turn of the
+    event loop is sent with one write at the end of that turn.
+
+    uvicorn writes the status line and headers when the response starts and the body when it
+    comes, a system call each; an answer whose body follows at once (nearly every one) now
+    costs one. A body that comes later (a stream) is sent as it comes, a turn later at most.
+    Closing sends what waits first.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._waiting: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._waiting:
+            self._loop.call_soon(self.flush)
+        self._waiting.append(bytes(data))
+
+    def flush(self) -> None:
+        """Send what waits now (before the connection writes anything of its own)."""
+        if self._waiting:
+            data = self._waiting[0] if len(self._waiting) == 1 else b"".join(self._waiting)
+            self._waiting = []
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+
 class Protocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded headers, header time and connections."""
 
@@ -118,6 +162,7 @@ class Protocol(HttpToolsProtocol):
         return type("ConfiguredProtocol", (cls,), {"limits": limits})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._writer = _TurnWriter(transport, self.loop)
         if len(self.connections) >= self._limits.max_connections:
             self.transport = transport  # closed by connection_lost
             _refusals.add(self._limits.max_connections)
@@ -180,7 +225,14 @@ class Protocol(HttpToolsProtocol):
         self._reading_head = False
         self._head_received = 0
         self._disarm_head_timer()
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous:
+            self.cycle.transport = self._writer
+
+    def shutdown(self) -> None:
+        self._writer.flush()
+        super().shutdown()
 
     def _count(self, size: int, *, fields: int) -> None:
         self._head_size += size
@@ -198,6 +250,8 @@ class Protocol(HttpToolsProtocol):
 
     def _refuse(self, code: ErrorCode, detail: str) -> None:
         self._disarm_head_timer()
+        # An answer still waiting to be written goes before the refusal.
+        self._writer.flush()
         if not self.transport.is_closing():
             self.transport.write(_response(code, detail, self.server_state.default_headers))
             self.transport.close()
