@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.errors import ErrorCode, error_response
 from shared.logging import request_id_var
 from shared.metrics import IN_FLIGHT, observe_request
+from shared.server import connection_of
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Logged for a request whose client went away before its answer was complete (nginx's code).
@@ -104,6 +105,10 @@ class RequestContextMiddleware:
         finally:
             IN_FLIGHT.dec()
             seconds = time.perf_counter() - started
+            if not complete and not client_left:
+                # The app may not have called receive() since: the server says so too.
+                connection = connection_of(scope)
+                client_left = connection is not None and connection.lost
             logged_status = CLIENT_CLOSED_REQUEST if client_left else status
             observe_request(scope, method, logged_status, seconds)
             # The path only: query strings can carry user input that has no place in logs.

@@ -13,7 +13,8 @@ Every refusal carries the API's error body. Run with `uvicorn --http shared.serv
 
 It also sends what a response writes during one turn of the event loop in one write: uvicorn
 writes a response's status line and headers, then its body, each with a system call of its
-own (see `_TurnWriter`).
+own (see `_TurnWriter`); and it tells the app at once when a client's connection is lost
+(`Connection`, in each request's scope under `CONNECTION_EXTENSION`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 import httptools
+from starlette.types import Scope
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -92,6 +95,48 @@ def _response(code: ErrorCode, detail: str, extra: list[tuple[bytes, bytes]]) ->
         b"connection: close",
     ]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+# Where a request's scope holds its `Connection` (`scope["extensions"]`), under this server.
+CONNECTION_EXTENSION = "todo.connection"
+
+
+class Connection:
+    """A client's connection as the app may see it beyond ASGI: whether it is lost, and a
+    callback run the moment it is.
+
+    ASGI tells an app that its client left only through `receive()`, so an app that must
+    notice while it waits on something else needs a task of its own awaiting `receive()`.
+    A callback costs a list append instead.
+    """
+
+    __slots__ = ("_callbacks", "lost")
+
+    def __init__(self) -> None:
+        self.lost = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when the connection is lost (it is not, yet: see `lost`)."""
+        self._callbacks.append(callback)
+
+    def forget(self, callback: Callable[[], None]) -> None:
+        """No longer run `callback` (it may have run already)."""
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def lose(self) -> None:
+        self.lost = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+def connection_of(scope: Scope) -> Connection | None:
+    """The request's `Connection`, when this server serves it."""
+    extension = scope.get("extensions", {}).get(CONNECTION_EXTENSION)
+    connection = None if extension is None else extension.get("connection")
+    return connection if isinstance(connection, Connection) else None
 
 
 class _TurnWriter(asyncio.Transport):
@@ -163,6 +208,7 @@ class Protocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._writer = _TurnWriter(transport, self.loop)
+        self._connection = Connection()
         if len(self.connections) >= self._limits.max_connections:
             self.transport = transport  # closed by connection_lost
             _refusals.add(self._limits.max_connections)
@@ -181,6 +227,7 @@ class Protocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
         super().connection_lost(exc)
+        self._connection.lose()
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
@@ -209,6 +256,8 @@ class Protocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # ASGI extensions are dicts: the Connection is the one entry of this one.
+        self.scope["extensions"] = {CONNECTION_EXTENSION: {"connection": self._connection}}
         self._reading_head = True
         self._head_size = self._head_fields = 0
         self._arm_head_timer()
