@@ -37,6 +37,7 @@ from bench.scenarios.proxy import PATH as PROXIED_PATH
 from bench.servers import uvicorn_app
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
+from shared.server import CONNECTION_EXTENSION, Connection
 from task_service.app import create_app
 from task_service.settings import TaskSettings
 
@@ -78,6 +79,8 @@ async def call(
         "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
+        # What the processes' server (shared.server.Protocol) adds to every request.
+        "extensions": {CONNECTION_EXTENSION: {"connection": Connection()}},
     }
     await app(scope, receive, send)
     return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
