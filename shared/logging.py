@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import sys
+import time
 import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -40,15 +41,37 @@ _CONTROL_ESCAPES = {
 
 def escape_control_characters(text: str) -> str:
     """`text` with every control character (and Unicode line separator) written as `\\xNN`."""
-    return text.translate(_CONTROL_ESCAPES)
+    # Each of them is unprintable: a printable text (nearly every one) has none to escape,
+    # and telling so is a fifth of the cost of translating it.
+    return text if text.isprintable() else text.translate(_CONTROL_ESCAPES)
 
 
 class _EscapingFormatter(logging.Formatter):
-    """Escapes control characters in each record's message; tracebacks keep their lines."""
+    """Escapes control characters in each record's message; tracebacks keep their lines.
+
+    The date and time of a line are formatted once per second, not once per line.
+    """
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._second: int | None = None
+        self._stamp = ""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         record.message = escape_control_characters(record.message)
         return super().formatMessage(record)
+
+    def formatTime(  # noqa: N802 (logging's name)
+        self, record: logging.LogRecord, datefmt: str | None = None
+    ) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        # As logging's default_msec_format writes them.
+        return f"{self._stamp},{int(record.msecs):03d}"
 
 
 # Fields of an access line (RequestContextMiddleware passes them as `extra`).
