@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.proxy import proxy, send_error
 from gateway.state import GatewayState
+from shared.app import served_path
 from shared.errors import ErrorCode, error_body
 
 
@@ -45,6 +46,16 @@ class ProxyDispatchMiddleware:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def proxied(state: GatewayState) -> Callable[[Scope], bool]:
+    """Whether ProxyDispatchMiddleware answers a request itself: a proxied path, or a path
+    under one that it refuses for its dot segments (as the path is served)."""
+
+    def answered_by_the_proxy(scope: Scope) -> bool:
+        return state.upstream_for(served_path(scope["path"])) is not None
+
+    return answered_by_the_proxy
 
 
 def proxied_route(path: str) -> str:
