@@ -197,6 +197,9 @@ class Protocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._reading_head = True
         self._head_received = 0  # bytes received while the current head was incomplete
+        # A request's head has begun and is not complete (its first bytes may have come with
+        # the end of the request before, which _head_received does not count).
+        self._head_begun = False
         self._head_size = 0  # of the request line and the header fields parsed so far
         self._head_fields = 0
         self._too_large = False
@@ -258,7 +261,7 @@ class Protocol(HttpToolsProtocol):
         super().on_message_begin()
         # ASGI extensions are dicts: the Connection is the one entry of this one.
         self.scope["extensions"] = {CONNECTION_EXTENSION: {"connection": self._connection}}
-        self._reading_head = True
+        self._reading_head = self._head_begun = True
         self._head_size = self._head_fields = 0
         self._arm_head_timer()
 
@@ -271,7 +274,7 @@ class Protocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._reading_head = False
+        self._reading_head = self._head_begun = False
         self._head_received = 0
         self._disarm_head_timer()
         previous = self.cycle
@@ -321,7 +324,7 @@ class Protocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         answerable = self.cycle is None or self.cycle.response_complete
-        if self._head_received and answerable:
+        if (self._head_received or self._head_begun) and answerable:
             logger.info("Request headers not received in time")
             self._refuse(ErrorCode.HEADER_TIMEOUT, "Request headers not received in time")
         else:
