@@ -252,6 +252,10 @@ class Protocol(HttpToolsProtocol):
         # httptools buffers a header until its end: a head still incomplete is bounded here.
         if self._reading_head and self._head_received > self._limits.max_header_bytes:
             self._refuse_headers()
+        elif self._reading_head:
+            # A head begun in this data and not complete: its time runs from now. One that
+            # came whole (nearly every one) never needs the timer.
+            self._arm_head_timer()
 
     def send_400_response(self, msg: str) -> None:
         logger.info("Refused a malformed request")
@@ -263,7 +267,6 @@ class Protocol(HttpToolsProtocol):
         self.scope["extensions"] = {CONNECTION_EXTENSION: {"connection": self._connection}}
         self._reading_head = self._head_begun = True
         self._head_size = self._head_fields = 0
-        self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
