@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Request, Response, status
-from sqlalchemy import Row
 
 from shared.errors import ApiError, ErrorCode, error_responses
 from task_service import crud
+from task_service.crud import TaskRow
 from task_service.deps import LIST_QUERY_PARAMETERS, ClearQuery, Owner, TaskId, list_query
 from task_service.schemas import ListPosition, TaskCreate, TaskPublic, TasksDeleted, TaskUpdate
 
@@ -49,22 +49,23 @@ _TASK_RESPONSES = error_responses(401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 _TASK_BODY_RESPONSES = error_responses(400, 401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 
 
-def _encoded(task: Row[Any]) -> dict[str, Any]:
+def _encoded(task: TaskRow) -> dict[str, Any]:
     """A row of TaskPublic's columns, as TaskPublic's JSON object.
 
     The rows hold TaskPublic's columns in its order, as stored under the table's constraints:
-    encoded as they are (orjson, UTC date-times with a Z), they give TaskPublic's JSON byte for
-    byte at a fraction of validating each into a model and letting FastAPI validate and
-    serialize it again. `response_model` stays on each route, for the OpenAPI document.
+    encoded as they are (orjson, UTC date-times with a Z, naive ones being UTC), they give
+    TaskPublic's JSON byte for byte at a fraction of validating each into a model and letting
+    FastAPI validate and serialize it again. `response_model` stays on each route, for the
+    OpenAPI document.
     """
-    # zip() with the names known up front: Row._asdict() goes through a mapping view.
+    # zip() with the names known up front: it reads a Row and a driver's record alike.
     return dict(zip(_LISTED, task, strict=True))
 
 
 def _json(
     content: Any, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
 ) -> Response:
-    body = orjson.dumps(content, option=orjson.OPT_UTC_Z)
+    body = orjson.dumps(content, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
     return Response(body, status_code, headers, media_type="application/json")
 
 
@@ -72,7 +73,7 @@ def _not_found() -> ApiError:
     return ApiError(ErrorCode.TASK_NOT_FOUND, "Task not found")
 
 
-def _found(task: Row[Any] | None, status_code: int = status.HTTP_200_OK) -> Response:
+def _found(task: TaskRow | None, status_code: int = status.HTTP_200_OK) -> Response:
     if task is None:
         raise _not_found()
     return _json(_encoded(task), status_code)
@@ -92,13 +93,14 @@ async def list_tasks(owner: Owner, request: Request) -> Response:
     query = list_query(request)
     tasks, total = await crud.list_tasks(owner.database, user_id=owner.user_id, query=query)
     headers = {TOTAL_COUNT_HEADER: str(total)}
-    if tasks and len(tasks) == query.limit:
-        cursor = ListPosition.after(tasks[-1], query.sort, query.direction).encode()
+    listed = [_encoded(task) for task in tasks]
+    if listed and len(listed) == query.limit:
+        cursor = ListPosition.after(listed[-1], query.sort, query.direction).encode()
         headers[NEXT_CURSOR_HEADER] = cursor
         # Relative, so it stays right behind the gateway and any TLS proxy.
         following = request.url.remove_query_params("offset").include_query_params(cursor=cursor)
         headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-    return _json([_encoded(task) for task in tasks], headers=headers)
+    return _json(listed, headers=headers)
 
 
 @router.post(
