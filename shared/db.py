@@ -23,6 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import greenlet_spawn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.database_transport import Connector
@@ -103,14 +104,23 @@ class Database:
             compiled = self._compiled[id(statement)] = (statement, self._compile(statement))
         driver_statement = compiled[1]
         arguments = driver_statement.arguments(values)
-        async with self.autocommit.connect() as connection:
-            driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+        # The pool's connection itself: SQLAlchemy's Connection around it would only be
+        # handed back; closing goes through greenlet_spawn, as AsyncConnection.close does.
+        pooled = await self.engine.raw_connection()
+        try:
+            driver: asyncpg.Connection = pooled.driver_connection
             try:
                 rows: Sequence[Sequence[Any]] = await driver.fetch(driver_statement.sql, *arguments)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                broken = driver.is_closed()
+            except (
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ) as exc:
+                # Only a statement's own error leaves the connection as it was; after any other
+                # (a dropped connection, a protocol state asyncpg gave up on) it leaves the pool.
+                broken = not isinstance(exc, asyncpg.PostgresError) or driver.is_closed()
                 if broken:
-                    await connection.invalidate()
+                    await greenlet_spawn(pooled.invalidate, exc)
                 raise DBAPIError.instance(
                     driver_statement.sql,
                     None,
@@ -119,6 +129,8 @@ class Database:
                     hide_parameters=True,
                     connection_invalidated=broken,
                 ) from exc
+        finally:
+            await greenlet_spawn(pooled.close)
         return rows
 
     def _compile(self, statement: Statement) -> _DriverStatement:
