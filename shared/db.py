@@ -72,12 +72,24 @@ class Database:
     _compiled: dict[int, tuple[Statement, _DriverStatement]] = field(
         init=False, default_factory=dict
     )
+    _failure_listeners: list[Callable[[], None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Fired for every failed statement and connection attempt, unwrapped ones included.
+        event.listen(self.engine.sync_engine, "handle_error", lambda _context: self._failed())
+
+    def on_failure(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every failed statement or connection attempt, whether
+        SQLAlchemy or `rows` ran it."""
+        self._failure_listeners.append(listener)
+
+    def _failed(self) -> None:
+        for listener in self._failure_listeners:
+            listener()
 
     async def ping(self) -> None:
         """Run a real query; raises if the database cannot answer."""
@@ -104,13 +116,26 @@ class Database:
             compiled = self._compiled[id(statement)] = (statement, self._compile(statement))
         driver_statement = compiled[1]
         arguments = driver_statement.arguments(values)
+        try:
+            return await self._fetch(driver_statement.sql, arguments)
+        except Exception:
+            self._failed()
+            raise
+
+    async def _fetch(self, sql: str, arguments: list[Any]) -> Sequence[Sequence[Any]]:
         # The pool's connection itself: SQLAlchemy's Connection around it would only be
         # handed back; closing goes through greenlet_spawn, as AsyncConnection.close does.
-        pooled = await self.engine.raw_connection()
+        try:
+            pooled = await self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            # As a Connection would raise it: a DBAPIError naming the driver's error.
+            raise DBAPIError.instance(
+                None, None, exc, self.engine.dialect.loaded_dbapi.Error, dialect=self.engine.dialect
+            ) from exc
         try:
             driver: asyncpg.Connection = pooled.driver_connection
             try:
-                rows: Sequence[Sequence[Any]] = await driver.fetch(driver_statement.sql, *arguments)
+                rows: Sequence[Sequence[Any]] = await driver.fetch(sql, *arguments)
             except (
                 asyncpg.PostgresError,
                 asyncpg.InterfaceError,
@@ -122,12 +147,7 @@ class Database:
                 if broken:
                     await greenlet_spawn(pooled.invalidate, exc)
                 raise DBAPIError.instance(
-                    driver_statement.sql,
-                    None,
-                    exc,
-                    Exception,
-                    hide_parameters=True,
-                    connection_invalidated=broken,
+                    sql, None, exc, Exception, hide_parameters=True, connection_invalidated=broken
                 ) from exc
         finally:
             await greenlet_spawn(pooled.close)
