@@ -102,5 +102,18 @@ def observe_request(scope: Scope, method: str, status: int, seconds: float) -> N
     """Count and time one answered request (called by RequestContextMiddleware, which
     already tracks both, so metrics cost no middleware layer of their own)."""
     route = route_template(scope)
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    key = (method, route, status)
+    series = _request_series.get(key)
+    if series is None:
+        series = _request_series[key] = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+        )
+    counter, latency = series
+    counter.inc()
+    latency.observe(seconds)
+
+
+# Each label set's children, looked up once: `labels()` checks and locks on every call. Route
+# labels are templates, so this stays as small as the metrics themselves.
+_request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

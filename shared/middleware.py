@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 
 from starlette.requests import ClientDisconnect
@@ -31,7 +31,8 @@ def pick_request_id(headers: list[tuple[bytes, bytes]]) -> str:
             if _SANE_REQUEST_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like a UUID4's hex without building the UUID.
+    return os.urandom(16).hex()
 
 
 class RequestContextMiddleware:
