@@ -161,6 +161,25 @@ async def test_rows_on_a_connection_the_server_dropped_is_a_503_and_the_next_cal
     assert pings == []
 
 
+@pytest.mark.postgres
+async def test_rows_cancelled_mid_statement_leaves_no_busy_connection_in_the_pool(
+    one_connection: tuple[Database, list[None]],
+) -> None:
+    database, _pings = one_connection
+    sleeping = asyncio.create_task(
+        database.rows(select(func.pg_sleep(bindparam("seconds", type_=Integer))), {"seconds": 5})
+    )
+    await asyncio.sleep(0.3)  # the statement is running on the pool's only connection
+    sleeping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeping
+
+    ((_pid, value),) = await asyncio.wait_for(
+        database.rows(_PID_AND_VALUE, {"value": "4"}), timeout=3
+    )
+    assert value == 4
+
+
 NEON_POOLER = (
     "postgresql://alex:AbC123dEf@ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech/dbname"
     "?sslmode=require&channel_binding=require"
