@@ -113,19 +113,22 @@ def route_template(scope: Scope) -> str:
     return template or UNMATCHED_ROUTE
 
 
-# The counter and histogram of each (method, route, status) seen: looking a labelled child
-# up in the library checks and joins its labels each time. Bounded as the labels are: the
-# server parses only HTTP's methods, and routes are templates.
-_REQUEST_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-
-
 def observe_request(scope: Scope, method: str, status: int, seconds: float) -> None:
     """Count and time one answered request (called by RequestContextMiddleware, which
     already tracks both, so metrics cost no middleware layer of their own)."""
     route = route_template(scope)
-    series = _REQUEST_SERIES.get((method, route, status))
+    key = (method, route, status)
+    series = _request_series.get(key)
     if series is None:
-        series = REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route)
-        _REQUEST_SERIES[method, route, status] = series
-    series[0].inc()
-    series[1].observe(seconds)
+        series = _request_series[key] = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+        )
+    counter, latency = series
+    counter.inc()
+    latency.observe(seconds)
+
+
+# Each label set's children, looked up once: `labels()` checks and locks on every call. Route
+# labels are templates, so this stays as small as the metrics themselves.
+_request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

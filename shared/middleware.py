@@ -32,7 +32,7 @@ def pick_request_id(headers: list[tuple[bytes, bytes]]) -> str:
             if _SANE_REQUEST_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    # As random as a UUID4's 32 hex digits, without building a UUID.
+    # 128 random bits as 32 hex digits, like a UUID4's hex without building the UUID.
     return os.urandom(16).hex()
 
 
