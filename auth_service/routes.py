@@ -40,7 +40,7 @@ from auth_service.security import (
     verify_password,
 )
 from auth_service.settings import AuthSettings
-from shared.auth import CurrentPrincipal, bearer_scheme, get_principal, unauthorized
+from shared.auth import CurrentPrincipal, bearer_scheme, unauthorized, verify_bearer
 from shared.deps import ServiceStateDep, SessionDep
 from shared.errors import ApiError, ErrorCode, error_responses
 from shared.metrics import LOGIN_FAILURES
@@ -222,7 +222,7 @@ async def _bearer_if_sent(
     if not token:
         return None
     try:
-        return await get_principal(state, token)
+        return await verify_bearer(state.verifier, token)
     except ApiError as refused:
         return refused
 

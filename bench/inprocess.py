@@ -1,13 +1,16 @@
-"""The task service's own cost per request, with no server and no load generator.
+"""A process's own cost per request, with no server and no load generator.
 
-    python -m bench.inprocess [--operation list|create|toggle] [--requests 1500]
+    python -m bench.inprocess [--operation list|create|toggle|proxy] [--requests 1500]
 
-Builds the task service's app on PostgreSQL (BENCH_DATABASE_URL, default the local one, in a
-schema of its own), gives a user 20 tasks, and calls the ASGI app directly, one request after
-another: the CPU time per request (the best of five rounds) and the Python function calls per
-request. The call count does not depend on what else the machine is doing, so it compares
-two commits fairly on a busy machine, where wrk's figures drift; CPU time confirms the
-direction. Database round trips are real, so their client-side work is counted.
+`list`, `create` and `toggle` build the task service's app on PostgreSQL (BENCH_DATABASE_URL,
+default the local one, in a schema of its own), give a user 20 tasks, and call the ASGI app
+directly, one request after another. `proxy` does the same with the gateway's app, whose
+task routes go to a static 2 KB JSON upstream in a process of its own (the proxy scenario's
+body, served by uvicorn). Each prints the CPU time per request (the best of five rounds)
+and the Python function calls per request. The call count does not depend on what else the
+machine is doing, so it compares two commits fairly on a busy machine, where wrk's figures
+drift; CPU time confirms the direction. Database and upstream round trips are real, so
+their client-side work is counted; the server (uvicorn) and the access log are not.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Message
 
 from bench.config import DEFAULT_DATABASE_URL, SECRET_KEY
+from bench.scenarios.proxy import PATH as PROXIED_PATH
+from bench.servers import uvicorn_app
+from gateway.app import create_app as create_gateway
+from gateway.settings import GatewaySettings
+from shared.server import CONNECTION_EXTENSION, Connection
 from task_service.app import create_app
 from task_service.settings import TaskSettings
 
@@ -71,6 +79,8 @@ async def call(
         "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
+        # What the processes' server (shared.server.Protocol) adds to every request.
+        "extensions": {CONNECTION_EXTENSION: {"connection": Connection()}},
     }
     await app(scope, receive, send)
     return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
@@ -78,6 +88,8 @@ async def call(
 
 async def measure(operation: str, requests: int, database_url: str) -> tuple[float, float]:
     """CPU milliseconds and Python calls per request of `operation`."""
+    if operation == "proxy":
+        return await measure_proxy(requests)
     schema = f"bench_inprocess_{uuid.uuid4().hex[:8]}"
     settings = TaskSettings(
         _env_file=None,
@@ -115,27 +127,55 @@ async def _measure(app: ASGIApp, operation: str, requests: int) -> tuple[float, 
             "create": lambda: call(app, "POST", tasks, token, b'{"title":"New","tags":["a"]}'),
             "toggle": lambda: call(app, "PATCH", f"{tasks}/{first}/complete", token),
         }
-        one = requests_of[operation]
-        for _ in range(requests // ROUNDS):  # warm caches, pools and statements first
+        return await _cost(requests_of[operation], requests)
+
+
+async def measure_proxy(requests: int) -> tuple[float, float]:
+    """CPU milliseconds and Python calls per request the gateway spends proxying a GET."""
+    with uvicorn_app("static", "bench.scenarios.proxy:static_app", {}) as upstream:
+        settings = GatewaySettings(
+            _env_file=None,
+            auth_service_url=upstream.url,
+            task_service_url=upstream.url,
+            log_level="WARNING",
+        )
+        app = create_gateway(settings)
+
+        async def one() -> tuple[int, bytes]:
+            return await call(app, "GET", PROXIED_PATH, "not-checked")
+
+        async with LifespanManager(app):
+            status, answer = await one()
+            assert status == 200, answer
+            return await _cost(one, requests)
+
+
+async def _cost(
+    one: Callable[[], Awaitable[tuple[int, bytes]]], requests: int
+) -> tuple[float, float]:
+    """The best round's CPU milliseconds per call of `one`, and its Python calls per call."""
+    for _ in range(requests // ROUNDS):  # warm caches, pools and statements first
+        await one()
+    best = float("inf")
+    for _ in range(ROUNDS):
+        started_at = time.process_time()
+        for _ in range(requests // ROUNDS):
             await one()
-        best = float("inf")
-        for _ in range(ROUNDS):
-            started_at = time.process_time()
-            for _ in range(requests // ROUNDS):
-                await one()
-            best = min(best, (time.process_time() - started_at) / (requests // ROUNDS))
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(PROFILED_REQUESTS):
-            await one()
-        profiler.disable()
+        best = min(best, (time.process_time() - started_at) / (requests // ROUNDS))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(PROFILED_REQUESTS):
+        await one()
+    profiler.disable()
     calls = pstats.Stats(profiler).total_calls / PROFILED_REQUESTS  # type: ignore[attr-defined]
     return best * 1000, calls
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--operation", choices=["list", "create", "toggle"], default="list")
+    parser.add_argument(
+        "--operation", choices=["list", "create", "toggle", "proxy"], default="list"
+    )
     parser.add_argument("--requests", type=int, default=1500, help="requests per measurement")
     parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)

@@ -130,6 +130,7 @@ def uvicorn_app(name: str, app: str, env: dict[str, str]) -> Iterator[Server]:
     """`python -m uvicorn app` on a free port, as the stack runs its services."""
     port = free_port()
     log = WORK / f"{name}-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as log_file:
         process = subprocess.Popen(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.proxy import proxy, send_error
 from gateway.state import GatewayState
+from shared.app import served_path
 from shared.errors import ErrorCode, error_body
 
 
@@ -44,6 +46,16 @@ class ProxyDispatchMiddleware:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def proxied(state: GatewayState) -> Callable[[Scope], bool]:
+    """Whether ProxyDispatchMiddleware answers a request itself: a proxied path, or a path
+    under one that it refuses for its dot segments (as the path is served)."""
+
+    def answered_by_the_proxy(scope: Scope) -> bool:
+        return state.upstream_for(served_path(scope["path"])) is not None
+
+    return answered_by_the_proxy
 
 
 def proxied_route(path: str) -> str:
@@ -88,7 +100,24 @@ SECURITY_HEADERS_BESIDE = frozenset({b"content-security-policy"})
 
 class JSONCORSMiddleware(CORSMiddleware):
     """Starlette's CORS, refusing a preflight in the API's `{"detail": ...}` format
-    rather than as plain text."""
+    rather than as plain text.
+
+    A request without an Origin (not a browser's cross-origin one: curl, a server, a
+    same-origin GET) has nothing to allow or refuse; its answer only gets `Vary: Origin`,
+    as Starlette gives it, without Starlette's header objects around every response.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"origin" for name, _ in scope["headers"]):
+            await super().__call__(scope, receive, send)
+            return
+
+        async def send_varying(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": vary_on_origin(message.get("headers", []))}
+            await send(message)
+
+        await self.app(scope, receive, send_varying)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
@@ -103,6 +132,23 @@ class JSONCORSMiddleware(CORSMiddleware):
         return JSONResponse(
             error_body(ErrorCode.BAD_REQUEST, detail), status_code=400, headers=headers
         )
+
+
+def vary_on_origin(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with `Origin` added to their Vary, as Starlette's CORS adds it: one Vary
+    header, where the first one was, naming the others' values and then Origin."""
+    headers = list(headers)
+    values = [value for name, value in headers if name == b"vary"]
+    if not values:
+        headers.append((b"vary", b"Origin"))
+        return headers
+    merged = (b"vary", b", ".join([*values, b"Origin"]))
+    first = next(index for index, (name, _) in enumerate(headers) if name == b"vary")
+    return [
+        *headers[:first],
+        merged,
+        *(header for header in headers[first + 1 :] if header[0] != b"vary"),
+    ]
 
 
 def cors_origins(entries: list[str]) -> tuple[list[str], str | None]:

@@ -17,7 +17,7 @@ from gateway.headers import has_control_character, request_headers, response_hea
 from gateway.upstream import Upstream
 from shared.errors import ErrorCode, error_body
 from shared.metrics import UPSTREAM_ERRORS
-from shared.server import MAX_HEADER_FIELDS
+from shared.server import MAX_HEADER_FIELDS, Connection, connection_of
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ async def proxy(
     exchange = _exchange(
         scope["method"], target, headers=forwarded, content=content, send=send, upstream=upstream
     )
-    if not await _unless_client_leaves(exchange, receive):
+    if not await _unless_client_leaves(exchange, receive, connection_of(scope)):
         logger.info("Client left before the answer of %s was complete", upstream.name)
 
 
@@ -213,7 +213,11 @@ async def _exchange(
 
 
 async def _relay(response: aiohttp.ClientResponse, send: Send, upstream: Upstream) -> None:
-    """Stream the upstream's answer to the client, as received."""
+    """Stream the upstream's answer to the client, as received.
+
+    The chunk that completes the body is sent as the last: an answer that came whole (nearly
+    every one) is two messages, not three.
+    """
     await send(
         {
             "type": "http.response.start",
@@ -221,9 +225,13 @@ async def _relay(response: aiohttp.ClientResponse, send: Send, upstream: Upstrea
             "headers": response_headers(response.raw_headers),
         }
     )
+    content = response.content
     try:
-        async for chunk in response.content.iter_any():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        while chunk := await content.readany():
+            last = content.at_eof()
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if last:
+                return
     except aiohttp.ClientError as exc:
         # The status line is gone already: all that is left is to end the response early.
         logger.warning("%s failed mid-response: %s", upstream.name, type(exc).__name__)
@@ -237,24 +245,37 @@ async def _until_disconnected(receive: Receive) -> None:
         pass
 
 
-async def _unless_client_leaves(work: Coroutine[Any, Any, None], receive: Receive) -> bool:
+async def _unless_client_leaves(
+    work: Coroutine[Any, Any, None], receive: Receive, connection: Connection | None
+) -> bool:
     """Run `work` to its end, or cancel it when the client disconnects first (False then).
 
     The server ignores what is sent after a disconnect: without this the gateway would go on
     waiting for, and reading, an upstream answer for no one. `work` runs in this task, and
-    one watcher task cancels it: the cheapest way to wait for either.
+    the server's `Connection` cancels it the moment the client's connection is lost; under
+    another server, one watcher task awaiting the disconnect does.
     """
     task = asyncio.current_task()
     assert task is not None  # noqa: S101 (always inside the server's request task)
     left = False
 
-    async def watch() -> None:
+    def leave() -> None:
         nonlocal left
-        await _until_disconnected(receive)
         left = True
         task.cancel()
 
-    watcher = asyncio.create_task(watch())
+    async def watch() -> None:
+        await _until_disconnected(receive)
+        leave()
+
+    watcher = None
+    if connection is None:
+        watcher = asyncio.create_task(watch())
+    elif connection.lost:
+        work.close()
+        return False
+    else:
+        connection.on_lost(leave)
     try:
         await work
     except asyncio.CancelledError:
@@ -264,5 +285,8 @@ async def _unless_client_leaves(work: Coroutine[Any, Any, None], receive: Receiv
         task.uncancel()
         return False
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
+        elif connection is not None:
+            connection.forget(leave)
     return True

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from shared.metrics import watch_pool
 
@@ -32,6 +34,22 @@ class PoolLoad:
     @property
     def full(self) -> bool:
         return self.in_flight >= self.size
+
+
+class _ClientHeadersOnly(aiohttp.ClientRequest):
+    """aiohttp's request without its automatic headers (Accept, Accept-Encoding, User-Agent,
+    a body's Content-Type): only the client's own go on, with Host.
+
+    The session's `skip_auto_headers` leaves them out too, but builds the set of names to
+    leave out anew for every request.
+    """
+
+    _LEFT_OUT: CIMultiDict[None] = CIMultiDict(
+        (name, None) for name in ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
+    )
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = self._LEFT_OUT
 
 
 @dataclass(eq=False)
@@ -105,7 +123,7 @@ def _open_session(size: int, *, connect_timeout: float, timeout: float) -> aioht
         ),
         # Bodies are relayed as they come, and only the client's own headers go on.
         auto_decompress=False,
-        skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+        request_class=_ClientHeadersOnly,
         # It serves every user: it must never keep one user's cookie.
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,

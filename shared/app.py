@@ -61,6 +61,13 @@ async def liveness() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
+def served_path(path: str) -> str:
+    """The path a request is served as: without trailing slashes (`/` stays `/`)."""
+    if len(path) > 1 and path.endswith("/"):
+        return path.rstrip("/") or "/"
+    return path
+
+
 class TrailingSlashMiddleware:
     """Serves `/path/` exactly as `/path`, without a redirect.
 
@@ -76,11 +83,45 @@ class TrailingSlashMiddleware:
             path: str = scope["path"]
             if len(path) > 1 and path.endswith("/"):
                 # A new scope: the access log (outside) still shows the path as it was sent.
-                scope = {**scope, "path": path.rstrip("/") or "/"}
+                scope = {**scope, "path": served_path(path)}
                 raw_path = scope.get("raw_path")
                 if raw_path:
                     scope["raw_path"] = raw_path.rstrip(b"/") or b"/"
         await self.app(scope, receive, send)
+
+
+class _BaseApp(FastAPI):
+    """FastAPI with a shortcut for the requests `shortcut(scope)` picks: they meet the same
+    middleware as every request, and the innermost one answers them, without FastAPI's own
+    layers around that middleware (its last-resort 500, its telemetry hooks and body limit,
+    none of which such an answer needs) or its router.
+
+    Each layer costs every await of the request a frame: the gateway's proxied requests,
+    nearly all it serves, take the shortcut.
+    """
+
+    shortcut: Callable[[Scope], bool] | None = None
+    _shortcut_stack: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.shortcut is not None and scope["type"] == "http" and self.shortcut(scope):
+            if self._shortcut_stack is None:
+                self._shortcut_stack = self._build_shortcut_stack()
+            scope["app"] = self
+            await self._shortcut_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def _build_shortcut_stack(self) -> ASGIApp:
+        app: ASGIApp = _unanswered
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+async def _unanswered(scope: Scope, receive: Receive, send: Send) -> None:
+    # Under UnhandledErrorMiddleware: a shortcut its middleware did not answer is a 500.
+    raise RuntimeError(f"no middleware answered {scope['method']} {scope['path']}")
 
 
 def attach_state(app: Starlette, state: object) -> None:
@@ -116,6 +157,7 @@ def create_base_app(
     public_metrics: bool = True,
     response_headers: Sequence[tuple[bytes, bytes]] = (),
     response_headers_beside: frozenset[bytes] = frozenset(),
+    shortcut: Callable[[Scope], bool] | None = None,
 ) -> FastAPI:
     """A FastAPI app with what every process shares.
 
@@ -133,6 +175,9 @@ def create_base_app(
 
     `response_headers` go on every response, replacing the app's own of those names but for
     `response_headers_beside` (RequestContextMiddleware adds them with the request id).
+
+    Requests `shortcut(scope)` picks must be answered by `inner_middleware`: they meet all of
+    the middleware above, but neither FastAPI's own layers around it nor the routes.
     """
     configure_logging(settings.log_level, name, settings.log_format)
 
@@ -149,7 +194,7 @@ def create_base_app(
                 except Exception:  # logged, so the next steps and the original error go on
                     logger.exception("Shutdown step %s failed", close.__qualname__)
 
-    app = FastAPI(
+    app = _BaseApp(
         title=title,
         description=description,
         version=__version__,
@@ -176,6 +221,7 @@ def create_base_app(
             *inner_middleware,
         ],
     )
+    app.shortcut = shortcut
     attach_state(app, state)
     for router in routers:
         app.include_router(router)

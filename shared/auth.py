@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from shared.deps import ServiceStateDep
+from shared.deps import service_state
 from shared.errors import ApiError, ErrorCode
 from shared.metrics import TOKEN_REFUSALS
 from shared.tokens import (
@@ -22,6 +22,7 @@ from shared.tokens import (
     Principal,
     SigningKeysUnavailableError,
     TokenExpiredError,
+    TokenVerifier,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,15 +71,14 @@ class RefusalLog:
 refusal_log = RefusalLog()
 
 
-async def get_principal(
-    state: ServiceStateDep, token: Annotated[str | None, Depends(bearer_scheme)]
-) -> Principal:
-    """The verified caller, or 401 (bad token) / 503 (signing keys unreachable)."""
+async def verify_bearer(verifier: TokenVerifier, token: str | None) -> Principal:
+    """The verified caller of a bearer token, or 401 (bad token) / 503 (signing keys
+    unreachable)."""
     if not token:
         TOKEN_REFUSALS.labels("no token").inc()
         raise unauthorized("Not authenticated")
     try:
-        return await state.verifier.verify(token)
+        return await verifier.verify(token)
     except InvalidTokenError as refusal:
         TOKEN_REFUSALS.labels(refusal.reason).inc()
         refusal_log.record(refusal)
@@ -93,6 +93,17 @@ async def get_principal(
             "Token signing keys are unavailable, retry shortly",
             headers={"Retry-After": "5"},
         ) from None
+
+
+async def get_principal(
+    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
+) -> Principal:
+    """The bearer dependency: the verified caller, or 401 / 503 (see `verify_bearer`).
+
+    It reads the state from the request rather than through a dependency of its own: each
+    dependency FastAPI resolves costs every request more than most of them do.
+    """
+    return await verify_bearer(service_state(request.app).verifier, token)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

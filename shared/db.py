@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import orjson
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import DateTime, Select, event, text
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import greenlet_spawn
 
 from shared.database_transport import Connector
 from shared.database_url import DatabaseConfig, DatabaseKind, DatabaseUrl
@@ -41,6 +45,9 @@ NAMING_CONVENTION = {
 
 # SQLAlchemy's default number of prepared statements kept per connection.
 _STATEMENT_CACHE_SIZE = 100
+
+# A statement Database.rows runs: a SELECT, or an INSERT, UPDATE or DELETE.
+Statement = Select[Any] | UpdateBase
 
 # Neon suspends idle computes after about five minutes; recycle pooled connections before that.
 POOL_RECYCLE_SECONDS = 240
@@ -77,9 +84,25 @@ class Database:
     # The same pool, its connections in autocommit: for single statements, which need no
     # transaction around them.
     autocommit: AsyncEngine = field(init=False)
+    # Statements `rows` has compiled for asyncpg, by id (each kept alive beside its SQL).
+    _compiled: dict[int, tuple[Statement, _DriverStatement]] = field(
+        init=False, default_factory=dict
+    )
+    _failure_listeners: list[Callable[[], None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Fired for every failed statement and connection attempt, unwrapped ones included.
+        event.listen(self.engine.sync_engine, "handle_error", lambda _context: self._failed())
+
+    def on_failure(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every failed statement or connection attempt, whether
+        SQLAlchemy or `rows` ran it."""
+        self._failure_listeners.append(listener)
+
+    def _failed(self) -> None:
+        for listener in self._failure_listeners:
+            listener()
 
     @cached_property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -94,6 +117,82 @@ class Database:
         """Run a real query; raises if the database cannot answer."""
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+
+    async def rows(
+        self, statement: Statement, values: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of one statement run on its own in autocommit: each a sequence of the
+        statement's columns in order.
+
+        On PostgreSQL the statement is compiled once and asyncpg runs it on a connection of
+        the pool: SQLAlchemy's execution around asyncpg (parameters, schema translation, its
+        cursor adapter, rows) cost a list more than asyncpg's own work. A failure is raised
+        as SQLAlchemy would raise it, and a connection it broke leaves the pool. `statement`
+        must be built once (a module's constant or a cached one), not per call.
+        """
+        if self.kind != "postgresql":
+            async with self.autocommit.connect() as connection:
+                return (await connection.execute(statement, values)).all()
+        compiled = self._compiled.get(id(statement))
+        if compiled is None:
+            compiled = self._compiled[id(statement)] = (statement, self._compile(statement))
+        driver_statement = compiled[1]
+        arguments = driver_statement.arguments(values)
+        try:
+            return await self._fetch(driver_statement.sql, arguments)
+        except Exception:
+            self._failed()
+            raise
+
+    async def _fetch(self, sql: str, arguments: list[Any]) -> Sequence[Sequence[Any]]:
+        # The pool's connection itself: SQLAlchemy's Connection around it would only be
+        # handed back; closing goes through greenlet_spawn, as AsyncConnection.close does.
+        try:
+            pooled = await self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            # As a Connection would raise it: a DBAPIError naming the driver's error.
+            raise DBAPIError.instance(
+                None, None, exc, self.engine.dialect.loaded_dbapi.Error, dialect=self.engine.dialect
+            ) from exc
+        try:
+            driver: asyncpg.Connection = pooled.driver_connection
+            try:
+                rows: Sequence[Sequence[Any]] = await driver.fetch(sql, *arguments)
+            except (
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ) as exc:
+                # Only a statement's own error leaves the connection as it was; after any other
+                # (a dropped connection, a protocol state asyncpg gave up on) it leaves the pool.
+                broken = not isinstance(exc, asyncpg.PostgresError) or driver.is_closed()
+                if broken:
+                    await greenlet_spawn(pooled.invalidate, exc)
+                raise DBAPIError.instance(
+                    sql, None, exc, Exception, hide_parameters=True, connection_invalidated=broken
+                ) from exc
+        finally:
+            await greenlet_spawn(pooled.close)
+        return rows
+
+    def _compile(self, statement: Statement) -> _DriverStatement:
+        dialect = self.engine.dialect
+        compiled = statement.compile(
+            dialect=dialect, schema_translate_map={None: self.schema} if self.schema else None
+        )
+        binds = [compiled.binds[name] for name in compiled.positiontup or ()]
+        if any(bind.expanding or bind.literal_execute or bind.callable for bind in binds):
+            raise ValueError("rows() takes statements whose values are all bound as given")
+        sql = compiled.string
+        if self.schema:
+            # What SQLAlchemy does per execution for `schema_translate_map`, done once.
+            sql = compiled.preparer._render_schema_translates(sql, {None: self.schema})
+        return _DriverStatement(
+            sql,
+            tuple(bind.key for bind in binds),
+            tuple(_REQUIRED if bind.required else bind.value for bind in binds),
+            tuple(bind.type.bind_processor(dialect) for bind in binds),
+        )
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -113,6 +212,27 @@ class Database:
             if callable(method):
                 counts[state] = int(method())
         return counts
+
+
+# The default of a bound value that each execution must give.
+_REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverStatement:
+    """A statement as asyncpg takes it: its SQL and how to make its positional arguments."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: tuple[Any, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        arguments = []
+        for name, default, process in zip(self.names, self.defaults, self.processors, strict=True):
+            value = values[name] if default is _REQUIRED else values.get(name, default)
+            arguments.append(value if process is None else process(value))
+        return arguments
 
 
 def create_database(config: DatabaseConfig, *, schema: str, name: str) -> Database:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from shared.app import HealthResponse
 from shared.database_url import DatabaseKind
@@ -36,10 +36,9 @@ class DatabaseCheck:
         self._kept_seconds = kept_seconds
         self._answered_at: float | None = None
         self._running: asyncio.Future[bool] | None = None
-        # Fired for every failed statement and connection attempt, unwrapped ones included.
-        event.listen(database.engine.sync_engine, "handle_error", self._forget)
+        database.on_failure(self._forget)
 
-    def _forget(self, _context: Any) -> None:
+    def _forget(self) -> None:
         self._answered_at = None
 
     async def healthy(self) -> bool:

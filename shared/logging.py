@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
+import time
+import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 # Set per request by RequestContextMiddleware; "-" outside a request.
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -37,11 +41,31 @@ _CONTROL_ESCAPES = {
 
 def escape_control_characters(text: str) -> str:
     """`text` with every control character (and Unicode line separator) written as `\\xNN`."""
-    return text.translate(_CONTROL_ESCAPES)
+    # isprintable() is False for every character escaped here (and a few more, which
+    # translate() leaves as they are): most lines skip the translation.
+    return text if text.isprintable() else text.translate(_CONTROL_ESCAPES)
 
 
 class _EscapingFormatter(logging.Formatter):
-    """Escapes control characters in each record's message; tracebacks keep their lines."""
+    """Escapes control characters in each record's message; tracebacks keep their lines.
+
+    The time is formatted once per second (then only its milliseconds): strftime for each
+    access line was a sixth of its cost.
+    """
+
+    _second: int | None = None
+    _second_text = ""
+
+    def formatTime(  # noqa: N802 (logging's name)
+        self, record: logging.LogRecord, datefmt: str | None = None
+    ) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return f"{self._second_text},{int(record.msecs):03d}"  # as logging writes them
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         record.message = escape_control_characters(record.message)
@@ -75,7 +99,71 @@ class JSONFormatter(logging.Formatter):
 
 
 class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler this module installs so that reconfiguring replaces only it."""
+    """Writes the lines logged during one turn of the event loop with one write.
+
+    A write to the pipe the process manager reads is a system call that wakes the reader:
+    one per access line was the larger part of its cost under load (bench/history.md).
+    Lines logged in the loop's thread wait for the end of the turn (the loop runs the
+    flush before it waits for I/O again); lines logged where no loop runs are written at
+    once, after any still waiting, so the order is kept. `flush` and `close` (logging's
+    shutdown at exit calls both) write whatever waits. The handler holds the lines itself:
+    deferring only the stream's flush would still write each line on its own where stdout
+    writes through (PYTHONUNBUFFERED, as the image sets it).
+
+    Its class also marks the handler this module installs, so that reconfiguring replaces
+    only it.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._waiting: list[str] = []
+        # The loop a flush is scheduled on, if any (one per turn).
+        self._flush_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except RecursionError:  # as logging's own handlers do
+            raise
+        except Exception:
+            self.handleError(record)
+            return
+        self._waiting.append(line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._flush_on is not loop:
+            self._flush_on = loop
+            loop.call_soon(self._flush_turn)
+
+    def _flush_turn(self) -> None:
+        self.acquire()
+        try:
+            self._flush_on = None
+            self.flush()
+        finally:
+            self.release()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self._waiting:
+                text = "".join(self._waiting)
+                self._waiting.clear()
+                try:
+                    self.stream.write(text)
+                except Exception:  # as logging's own handlers do: report, never raise
+                    if logging.raiseExceptions:
+                        traceback.print_exc(file=sys.stderr)
+            super().flush()
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
 
 
 def configure_logging(level: str, service: str, log_format: str = "text") -> None:
@@ -96,6 +184,9 @@ def configure_logging(level: str, service: str, log_format: str = "text") -> Non
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _ServiceHandler)]:
         root.removeHandler(old)
+        # What it still holds goes out; its stream may be closed already (as at shutdown).
+        with contextlib.suppress(OSError, ValueError):
+            old.flush()
     root.addHandler(handler)
     root.setLevel(level)
 

@@ -37,6 +37,21 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 IN_FLIGHT = Gauge("http_requests_in_flight", "HTTP requests being answered")
+
+
+class _InFlight:
+    """The requests being answered, counted without a lock and read by the gauge at a
+    scrape: every request is counted in the event loop's thread."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def read(self) -> int:
+        return self.count
+
+
+in_flight = _InFlight()
+IN_FLIGHT.set_function(in_flight.read)
 UPSTREAM_ERRORS = Counter(
     "gateway_upstream_errors",
     "Proxied requests a service failed to answer, by kind (refused, timeout, busy)",
@@ -102,5 +117,18 @@ def observe_request(scope: Scope, method: str, status: int, seconds: float) -> N
     """Count and time one answered request (called by RequestContextMiddleware, which
     already tracks both, so metrics cost no middleware layer of their own)."""
     route = route_template(scope)
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    key = (method, route, status)
+    series = _request_series.get(key)
+    if series is None:
+        series = _request_series[key] = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+        )
+    counter, latency = series
+    counter.inc()
+    latency.observe(seconds)
+
+
+# Each label set's children, looked up once: `labels()` checks and locks on every call. Route
+# labels are templates, so this stays as small as the metrics themselves.
+_request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 
 from starlette.requests import ClientDisconnect
@@ -13,7 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ErrorCode, error_response
 from shared.logging import request_id_var
-from shared.metrics import IN_FLIGHT, observe_request
+from shared.metrics import in_flight, observe_request
+from shared.server import connection_of
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Logged for a request whose client went away before its answer was complete (nginx's code).
@@ -31,7 +32,8 @@ def pick_request_id(headers: list[tuple[bytes, bytes]]) -> str:
             if _SANE_REQUEST_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like a UUID4's hex without building the UUID.
+    return os.urandom(16).hex()
 
 
 class RequestContextMiddleware:
@@ -98,12 +100,16 @@ class RequestContextMiddleware:
                     message = {"type": "http.response.body", "body": b""}
             await send(message)
 
-        IN_FLIGHT.inc()
+        in_flight.count += 1
         try:
             await self.app(scope, receive_watching, send_with_id)
         finally:
-            IN_FLIGHT.dec()
+            in_flight.count -= 1
             seconds = time.perf_counter() - started
+            if not complete and not client_left:
+                # The app may not have called receive() since: the server says so too.
+                connection = connection_of(scope)
+                client_left = connection is not None and connection.lost
             logged_status = CLIENT_CLOSED_REQUEST if client_left else status
             observe_request(scope, method, logged_status, seconds)
             # The path only: query strings can carry user input that has no place in logs.

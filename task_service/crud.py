@@ -27,7 +27,6 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Integer,
-    Row,
     Select,
     SQLColumnExpression,
     String,
@@ -44,7 +43,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlmodel import select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -60,43 +58,41 @@ from task_service.schemas import (
     TaskPublic,
 )
 
+# A row of the columns TaskPublic names, in its order (a SQLAlchemy Row or an asyncpg Record).
+TaskRow = Sequence[Any]
 
-async def create_task(database: Database, *, user_id: str, data: TaskCreate) -> Row[Any]:
+
+async def create_task(database: Database, *, user_id: str, data: TaskCreate) -> TaskRow:
     now = utcnow()
     values = {**data.model_dump(), "user_id": user_id, "created_at": now, "updated_at": now}
-    async with database.autocommit.connect() as connection:
-        return (await connection.execute(_INSERT, values)).one()
+    (task,) = await database.rows(_INSERT, values)
+    return task
 
 
-async def get_task(database: Database, *, user_id: str, task_id: int) -> Row[Any] | None:
+async def get_task(database: Database, *, user_id: str, task_id: int) -> TaskRow | None:
     """The task, or None when it does not exist or belongs to someone else."""
-    statement = select(*_LISTED_COLUMNS).where(_COLUMNS.id == task_id, _COLUMNS.user_id == user_id)
-    async with database.autocommit.connect() as connection:
-        return (await connection.execute(statement)).one_or_none()
+    return _first(await database.rows(_GET, {"task_id": task_id, "owner": user_id}))
+
+
+def _first(rows: Sequence[TaskRow]) -> TaskRow | None:
+    return rows[0] if rows else None
 
 
 async def list_tasks(
     database: Database, *, user_id: str, query: TaskListQuery
-) -> tuple[Sequence[Row[Any]], int]:
+) -> tuple[Sequence[TaskRow], int]:
     """One page of the user's tasks (rows of the columns TaskPublic names), and how many
     tasks match in all."""
     # Each statement on its own, with no transaction around them: a total that a write
     # between them makes disagree with the page is caught below.
-    async with database.autocommit.connect() as connection:
-        return await _list_tasks(connection, database.kind, user_id=user_id, query=query)
-
-
-async def _list_tasks(
-    connection: AsyncConnection, dialect: str, *, user_id: str, query: TaskListQuery
-) -> tuple[Sequence[Row[Any]], int]:
-    shape = _ListShape.of(query, dialect)
-    values = _list_values(user_id, query, dialect)
-    tasks = list((await connection.execute(_page_statement(shape), values)).all())
+    shape = _ListShape.of(query, database.kind)
+    values = _list_values(user_id, query, database.kind)
+    tasks = list(await database.rows(_page_statement(shape), values))
     position = query.position
     if len(tasks) < query.limit and position is not None and _before_missing_due_dates(position):
         # The page ran out of due dates: tasks without one come next, in id order.
         rest = {**values, "limit": query.limit - len(tasks)}
-        tasks += (await connection.execute(_no_due_date_statement(shape), rest)).all()
+        tasks += await database.rows(_no_due_date_statement(shape), rest)
     if position is None:
         # A short page that is not past the end tells the total by itself.
         if len(tasks) < query.limit and (tasks or query.offset == 0):
@@ -106,11 +102,12 @@ async def _list_tasks(
         rows_before = None  # how many tasks came before a cursor is not known
     if query.tag is None and query.q is None:
         kept_total = kept_total_statement(user_id=user_id, query=query)
-        kept: int = (await connection.execute(kept_total)).scalar_one()
+        async with database.autocommit.connect() as connection:
+            kept: int = (await connection.execute(kept_total)).scalar_one()
         if _agrees_with_page(kept, rows_before, len(tasks)):
             return tasks, kept
-    total = await connection.execute(_count_statement(shape), values)
-    return tasks, total.scalar_one()
+    ((total,),) = await database.rows(_count_statement(shape), values)
+    return tasks, total
 
 
 def list_page_statement(
@@ -292,29 +289,22 @@ def _agrees_with_page(total: int, rows_before: int | None, rows: int) -> bool:
 
 async def update_task(
     database: Database, *, user_id: str, task_id: int, values: dict[str, Any]
-) -> Row[Any] | None:
+) -> TaskRow | None:
     """Set the given fields; None when the user has no such task. No fields, no change."""
     if not values:
         return await get_task(database, user_id=user_id, task_id=task_id)
     return await _update(database, user_id, task_id, **values)
 
 
-async def toggle_completed(database: Database, *, user_id: str, task_id: int) -> Row[Any] | None:
+async def toggle_completed(database: Database, *, user_id: str, task_id: int) -> TaskRow | None:
     """Flip `completed` in the database, so concurrent toggles each count."""
     values = {"task_id": task_id, "owner": user_id, "now": utcnow()}
-    async with database.autocommit.connect() as connection:
-        return (await connection.execute(_TOGGLE, values)).one_or_none()
+    return _first(await database.rows(_TOGGLE, values))
 
 
 async def delete_task(database: Database, *, user_id: str, task_id: int) -> bool:
     """True when the user's task existed and is gone."""
-    statement = (
-        delete(_TASKS)
-        .where(_COLUMNS.id == task_id, _COLUMNS.user_id == user_id)
-        .returning(_COLUMNS.id)
-    )
-    async with database.autocommit.connect() as connection:
-        return (await connection.execute(statement)).one_or_none() is not None
+    return bool(await database.rows(_DELETE, {"task_id": task_id, "owner": user_id}))
 
 
 async def delete_completed(database: Database, *, user_id: str) -> int:
@@ -329,7 +319,7 @@ async def delete_completed(database: Database, *, user_id: str) -> int:
     return result.rowcount
 
 
-async def _update(database: Database, user_id: str, task_id: int, **values: Any) -> Row[Any] | None:
+async def _update(database: Database, user_id: str, task_id: int, **values: Any) -> TaskRow | None:
     statement = (
         update(_TASKS)
         .where(_COLUMNS.id == task_id, _COLUMNS.user_id == user_id)
@@ -373,18 +363,27 @@ _TASKS = metadata.tables[Task.__tablename__]
 _COLUMNS = _TASKS.c
 _COUNT_COLUMNS = metadata.tables[TaskCount.__tablename__].c
 _LISTED_COLUMNS = [_COLUMNS[name] for name in TaskPublic.model_fields]
-# The statements of the two most frequent writes, built once; values are bound per request.
-# The insert names every column but the id, which the database assigns.
-_INSERT = insert(_TASKS).returning(*_LISTED_COLUMNS)
+# The statements of the most frequent operations, built once (Database.rows compiles each
+# once); values are bound per request. The insert names what create_task gives: every
+# column but the id, which the database assigns.
+_OWN_TASK = (
+    _COLUMNS.id == bindparam("task_id", type_=_COLUMNS.id.type),
+    _COLUMNS.user_id == bindparam("owner", type_=String),
+)
+_CREATED = (*TaskCreate.model_fields, "user_id", "created_at", "updated_at")
+_INSERT = (
+    insert(_TASKS)
+    .values({name: bindparam(name, type_=_COLUMNS[name].type) for name in _CREATED})
+    .returning(*_LISTED_COLUMNS)
+)
+_GET = select(*_LISTED_COLUMNS).where(*_OWN_TASK)
 _TOGGLE = (
     update(_TASKS)
-    .where(
-        _COLUMNS.id == bindparam("task_id", type_=_COLUMNS.id.type),
-        _COLUMNS.user_id == bindparam("owner", type_=String),
-    )
+    .where(*_OWN_TASK)
     .values(completed=not_(_COLUMNS.completed), updated_at=bindparam("now"))
     .returning(*_LISTED_COLUMNS)
 )
+_DELETE = delete(_TASKS).where(*_OWN_TASK).returning(_COLUMNS.id)
 
 # Each key, with the user first and id last, is an index (models.Task): a page is read in
 # order and the scan stops at the limit. The keys must stay the indexed expressions. Built

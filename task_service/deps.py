@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
@@ -11,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from shared.auth import CurrentPrincipal
+from shared.db import Database
+from shared.deps import service_state
 from shared.tokens import MAX_SUBJECT_LENGTH
 from task_service.schemas import MAX_BIGINT, TaskClearQuery, TaskListQuery
 
@@ -18,7 +21,16 @@ from task_service.schemas import MAX_BIGINT, TaskClearQuery, TaskListQuery
 # a worker thread, a hand-off that costs every request more than the function itself.
 
 
-async def require_own_user_id(
+@dataclass(frozen=True, slots=True)
+class TaskOwner:
+    """The caller, proven to be the path's user, and the service's database."""
+
+    user_id: str
+    database: Database
+
+
+async def task_owner(
+    request: Request,
     principal: CurrentPrincipal,
     user_id: Annotated[
         str,
@@ -28,17 +40,22 @@ async def require_own_user_id(
             description="The signed-in user's id (the token's subject)",
         ),
     ],
-) -> str:
-    """The path's user id once the token proves it is the caller's: 401 first, then 403."""
+) -> TaskOwner:
+    """The path's user once the token proves it is the caller: 401 first, then 403.
+
+    The one dependency of every task route (with the token's, which it needs): each
+    dependency FastAPI resolves costs every request more than most of them do, so the
+    database comes with the owner and the list's query is read by the route itself.
+    """
     if principal.user_id != user_id:
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
             detail="The token does not grant access to this user's tasks",
         )
-    return user_id
+    return TaskOwner(user_id, service_state(request.app).database)
 
 
-OwnUserId = Annotated[str, Depends(require_own_user_id)]
+Owner = Annotated[TaskOwner, Depends(task_owner)]
 TaskId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="The task's id")]
 
 
@@ -66,11 +83,12 @@ def _refuse_repeats(request: Request, names: Iterable[str]) -> None:
         )
 
 
-async def list_query(request: Request) -> TaskListQuery:
-    """The list's parameters, each given at most once.
+def list_query(request: Request) -> TaskListQuery:
+    """The list's parameters, each given at most once (a 422 otherwise).
 
-    Validated by the model itself: FastAPI's reading of a query model field by field cost an
-    eighth of a list request. LIST_QUERY_PARAMETERS documents them as FastAPI would.
+    Validated by the model itself, by the route rather than as a dependency: FastAPI's
+    reading of a query model field by field cost an eighth of a list request.
+    LIST_QUERY_PARAMETERS documents them as FastAPI would.
     """
     _refuse_repeats(request, TaskListQuery.model_fields)
     try:
@@ -109,5 +127,4 @@ async def clear_query(
     return query
 
 
-ListQuery = Annotated[TaskListQuery, Depends(list_query)]
 ClearQuery = Annotated[TaskClearQuery, Depends(clear_query)]

@@ -10,12 +10,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Request, Response, status
-from sqlalchemy import Row
 
-from shared.deps import DatabaseDep
 from shared.errors import ApiError, ErrorCode, error_responses
 from task_service import crud
-from task_service.deps import LIST_QUERY_PARAMETERS, ClearQuery, ListQuery, OwnUserId, TaskId
+from task_service.crud import TaskRow
+from task_service.deps import LIST_QUERY_PARAMETERS, ClearQuery, Owner, TaskId, list_query
 from task_service.schemas import ListPosition, TaskCreate, TaskPublic, TasksDeleted, TaskUpdate
 
 TOTAL_COUNT_HEADER = "X-Total-Count"
@@ -50,22 +49,23 @@ _TASK_RESPONSES = error_responses(401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 _TASK_BODY_RESPONSES = error_responses(400, 401, 403, ErrorCode.TASK_NOT_FOUND, 503)
 
 
-def _encoded(task: Row[Any]) -> dict[str, Any]:
+def _encoded(task: TaskRow) -> dict[str, Any]:
     """A row of TaskPublic's columns, as TaskPublic's JSON object.
 
     The rows hold TaskPublic's columns in its order, as stored under the table's constraints:
-    encoded as they are (orjson, UTC date-times with a Z), they give TaskPublic's JSON byte for
-    byte at a fraction of validating each into a model and letting FastAPI validate and
-    serialize it again. `response_model` stays on each route, for the OpenAPI document.
+    encoded as they are (orjson, UTC date-times with a Z, naive ones being UTC), they give
+    TaskPublic's JSON byte for byte at a fraction of validating each into a model and letting
+    FastAPI validate and serialize it again. `response_model` stays on each route, for the
+    OpenAPI document.
     """
-    # zip() with the names known up front: Row._asdict() goes through a mapping view.
+    # zip() with the names known up front: it reads a Row and a driver's record alike.
     return dict(zip(_LISTED, task, strict=True))
 
 
 def _json(
     content: Any, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
 ) -> Response:
-    body = orjson.dumps(content, option=orjson.OPT_UTC_Z)
+    body = orjson.dumps(content, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
     return Response(body, status_code, headers, media_type="application/json")
 
 
@@ -73,7 +73,7 @@ def _not_found() -> ApiError:
     return ApiError(ErrorCode.TASK_NOT_FOUND, "Task not found")
 
 
-def _found(task: Row[Any] | None, status_code: int = status.HTTP_200_OK) -> Response:
+def _found(task: TaskRow | None, status_code: int = status.HTTP_200_OK) -> Response:
     if task is None:
         raise _not_found()
     return _json(_encoded(task), status_code)
@@ -85,25 +85,22 @@ def _found(task: Row[Any] | None, status_code: int = status.HTTP_200_OK) -> Resp
     responses=_LIST_RESPONSES,
     openapi_extra={"parameters": LIST_QUERY_PARAMETERS},
 )
-async def list_tasks(
-    user_id: OwnUserId,
-    query: ListQuery,
-    database: DatabaseDep,
-    request: Request,
-) -> Response:
+async def list_tasks(owner: Owner, request: Request) -> Response:
     """The user's tasks, filtered, sorted and paged; the total is in `X-Total-Count`.
 
     A full page names the next one in `X-Next-Cursor` and `Link`.
     """
-    tasks, total = await crud.list_tasks(database, user_id=user_id, query=query)
+    query = list_query(request)
+    tasks, total = await crud.list_tasks(owner.database, user_id=owner.user_id, query=query)
     headers = {TOTAL_COUNT_HEADER: str(total)}
-    if tasks and len(tasks) == query.limit:
-        cursor = ListPosition.after(tasks[-1], query.sort, query.direction).encode()
+    listed = [_encoded(task) for task in tasks]
+    if listed and len(listed) == query.limit:
+        cursor = ListPosition.after(listed[-1], query.sort, query.direction).encode()
         headers[NEXT_CURSOR_HEADER] = cursor
         # Relative, so it stays right behind the gateway and any TLS proxy.
         following = request.url.remove_query_params("offset").include_query_params(cursor=cursor)
         headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-    return _json([_encoded(task) for task in tasks], headers=headers)
+    return _json(listed, headers=headers)
 
 
 @router.post(
@@ -112,44 +109,43 @@ async def list_tasks(
     response_model=TaskPublic,
     responses=error_responses(400, 401, 403, 503),
 )
-async def create_task(user_id: OwnUserId, body: TaskCreate, database: DatabaseDep) -> Response:
+async def create_task(owner: Owner, body: TaskCreate) -> Response:
     """Add a task. Only `title` is required; unknown fields are ignored."""
-    task = await crud.create_task(database, user_id=user_id, data=body)
+    task = await crud.create_task(owner.database, user_id=owner.user_id, data=body)
     return _found(task, status.HTTP_201_CREATED)
 
 
 @router.delete("", response_model=TasksDeleted, responses=error_responses(401, 403, 503))
-async def clear_completed(
-    user_id: OwnUserId, query: ClearQuery, database: DatabaseDep
-) -> TasksDeleted:
+async def clear_completed(owner: Owner, query: ClearQuery) -> TasksDeleted:
     """Delete every completed task of the user at once (`?status=completed` is required)."""
-    return TasksDeleted(deleted=await crud.delete_completed(database, user_id=user_id))
+    return TasksDeleted(deleted=await crud.delete_completed(owner.database, user_id=owner.user_id))
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses=_TASK_RESPONSES)
-async def read_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> Response:
+async def read_task(owner: Owner, task_id: TaskId) -> Response:
     """One task."""
-    return _found(await crud.get_task(database, user_id=user_id, task_id=task_id))
+    return _found(await crud.get_task(owner.database, user_id=owner.user_id, task_id=task_id))
 
 
 @router.put("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
-async def replace_task(
-    user_id: OwnUserId, task_id: TaskId, body: TaskUpdate, database: DatabaseDep
-) -> Response:
+async def replace_task(owner: Owner, task_id: TaskId, body: TaskUpdate) -> Response:
     """Change the fields given and keep the others; null clears `description` or `due_date`.
 
     The same as PATCH with a body. Unknown fields (and `id`, `user_id`, the timestamps) are
     ignored, so a task as read from this API may be sent back whole.
     """
     values = body.model_dump(exclude_unset=True)
-    return _found(await crud.update_task(database, user_id=user_id, task_id=task_id, values=values))
+    return _found(
+        await crud.update_task(
+            owner.database, user_id=owner.user_id, task_id=task_id, values=values
+        )
+    )
 
 
 @router.patch("/{task_id}", response_model=TaskPublic, responses=_TASK_BODY_RESPONSES)
 async def update_task(
-    user_id: OwnUserId,
+    owner: Owner,
     task_id: TaskId,
-    database: DatabaseDep,
     body: Annotated[TaskUpdate | None, Body()] = None,
 ) -> Response:
     """With a JSON body, change only the fields given; with no body (or `null`), toggle
@@ -158,22 +154,26 @@ async def update_task(
     `{}` changes nothing. Unknown fields are ignored.
     """
     if body is None:
-        task = await crud.toggle_completed(database, user_id=user_id, task_id=task_id)
+        task = await crud.toggle_completed(owner.database, user_id=owner.user_id, task_id=task_id)
     else:
         values = body.model_dump(exclude_unset=True)
-        task = await crud.update_task(database, user_id=user_id, task_id=task_id, values=values)
+        task = await crud.update_task(
+            owner.database, user_id=owner.user_id, task_id=task_id, values=values
+        )
     return _found(task)
 
 
 @router.patch("/{task_id}/complete", response_model=TaskPublic, responses=_TASK_RESPONSES)
-async def toggle_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> Response:
+async def toggle_task(owner: Owner, task_id: TaskId) -> Response:
     """Toggle `completed`: done becomes not done and the other way round."""
-    return _found(await crud.toggle_completed(database, user_id=user_id, task_id=task_id))
+    return _found(
+        await crud.toggle_completed(owner.database, user_id=owner.user_id, task_id=task_id)
+    )
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_TASK_RESPONSES)
-async def delete_task(user_id: OwnUserId, task_id: TaskId, database: DatabaseDep) -> Response:
+async def delete_task(owner: Owner, task_id: TaskId) -> Response:
     """Delete a task for good."""
-    if not await crud.delete_task(database, user_id=user_id, task_id=task_id):
+    if not await crud.delete_task(owner.database, user_id=owner.user_id, task_id=task_id):
         raise _not_found()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -13,6 +13,7 @@ import binascii
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
@@ -244,9 +245,12 @@ class ListPosition:
     id: int
 
     @classmethod
-    def after(cls, task: Any, sort: SortField, direction: SortOrder) -> ListPosition:
-        """The position just after a task (anything with a task's attributes)."""
-        return cls(sort, direction, getattr(task, sort), task.id)
+    def after(cls, task: Mapping[str, Any], sort: SortField, direction: SortOrder) -> ListPosition:
+        """The position just after a task (a mapping of its fields)."""
+        key = task[sort]
+        if isinstance(key, datetime) and key.tzinfo is None:
+            key = key.replace(tzinfo=UTC)  # the driver reads year 1 as naive; it is UTC
+        return cls(sort, direction, key, task["id"])
 
     def encode(self) -> str:
         key = self.key.isoformat() if isinstance(self.key, datetime) else self.key

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+
 from bench import stack as bench_stack
 from bench.config import SATURATION_CONNECTIONS, WORK
 from bench.sampling import CpuMeter
@@ -35,6 +37,22 @@ def static_body(size: int = BODY_BYTES) -> bytes:
         text = json.dumps(tasks, separators=(",", ":"))
     padding = size - len(text) - len(',{"pad":""}')
     return (text[:-1] + ',{"pad":"' + "x" * padding + '"}]').encode()
+
+
+_STATIC_BODY = static_body()
+
+
+async def static_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The static upstream as an ASGI app (for uvicorn where nginx is not needed): every
+    request gets the same JSON."""
+    if scope["type"] != "http":
+        return
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_STATIC_BODY)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": _STATIC_BODY})
 
 
 def measure(run: Run) -> dict[str, Any]:

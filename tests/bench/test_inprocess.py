@@ -1,4 +1,5 @@
-"""The in-process measurement runs each operation against the real app and database."""
+"""The in-process measurement runs each operation against the real app and database, or
+upstream."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import pytest
 
 from bench import inprocess
 
-pytestmark = pytest.mark.postgres
 
-
+@pytest.mark.postgres
 @pytest.mark.parametrize("operation", ["list", "create", "toggle"])
 async def test_each_operation_is_measured_and_its_schema_dropped(
     postgres_url: str, operation: str
@@ -31,3 +31,10 @@ async def test_each_operation_is_measured_and_its_schema_dropped(
         await connection.close()
     assert left == 0
     assert dict(os.environ) == environment  # the settings are passed, not set
+
+
+async def test_the_gateway_is_measured_proxying_the_static_upstream() -> None:
+    cpu_ms, calls = await inprocess.measure("proxy", 25, "unused")
+
+    assert cpu_ms > 0
+    assert calls > 100  # a request goes through the gateway's middleware and client

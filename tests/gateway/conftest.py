@@ -165,12 +165,16 @@ class GatewayUnderTest:
 
 @asynccontextmanager
 async def running_gateway(
-    settings: GatewaySettings, *, forwarded_allow_ips: str | None = None
+    settings: GatewaySettings,
+    *,
+    forwarded_allow_ips: str | None = None,
+    http: type[asyncio.Protocol] | str | None = None,
 ) -> AsyncIterator[str]:
     """The gateway app with its lifespan, served on a free loopback port by the protocol its
-    command line names, with the limits of `settings`."""
+    command line names, with the limits of `settings` (or by `http`, as `uvicorn --http`
+    takes it)."""
     app = create_app(settings)
-    protocol = Protocol.with_limits(ServerLimits.from_settings(settings))
+    protocol = http or Protocol.with_limits(ServerLimits.from_settings(settings))
     async with (
         LifespanManager(app),
         serve(app, forwarded_allow_ips=forwarded_allow_ips, http=protocol) as url,
@@ -180,10 +184,14 @@ async def running_gateway(
 
 @asynccontextmanager
 async def start_gateway(
-    *, forwarded_allow_ips: str | None = None, **overrides: Any
+    *,
+    forwarded_allow_ips: str | None = None,
+    http: type[asyncio.Protocol] | str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[GatewayUnderTest]:
     """Stand-in upstreams and a gateway in front of them; settings may be overridden, and
-    whom the gateway's server trusts for forwarding headers (default: 127.0.0.1)."""
+    whom the gateway's server trusts for forwarding headers (default: 127.0.0.1), and its
+    server's protocol (default: the one its command line names)."""
     auth, tasks = StandIn("auth"), StandIn("tasks")
     async with serve(auth) as auth_url, serve(tasks) as tasks_url:
         values: dict[str, Any] = {
@@ -192,7 +200,9 @@ async def start_gateway(
             **overrides,
         }
         settings = GatewaySettings(_env_file=None, **values)
-        async with running_gateway(settings, forwarded_allow_ips=forwarded_allow_ips) as url:
+        async with running_gateway(
+            settings, forwarded_allow_ips=forwarded_allow_ips, http=http
+        ) as url:
             yield GatewayUnderTest(url, auth, tasks)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from gateway.middleware import cors_origins
+import pytest
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.middleware import JSONCORSMiddleware, cors_origins
 from tests.gateway.conftest import GatewayUnderTest
 
 PREFLIGHT = {
@@ -84,3 +88,52 @@ def test_wildcard_origins_become_one_label_patterns() -> None:
 
     assert exact == ["http://localhost:3000"]
     assert pattern == r"https://[A-Za-z0-9-]+\.vercel\.app"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [(b"content-type", b"application/json")],
+        [(b"vary", b"Accept")],
+        [(b"vary", b"Accept"), (b"x-total-count", b"3"), (b"vary", b"Cookie")],
+    ],
+    ids=["none", "no-vary", "one-vary", "two-vary"],
+)
+async def test_an_answer_to_a_request_without_origin_varies_as_starlettes_cors_says(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def started_headers(middleware: ASGIApp) -> list[tuple[bytes, bytes]]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"t")]}
+        await middleware(scope, _never_called, send)
+        return list(sent[0]["headers"])
+
+    options: dict[str, Any] = {
+        "allow_origins": ["http://localhost:3000"],
+        "allow_credentials": True,
+    }
+    starlettes = await started_headers(CORSMiddleware(app, **options))
+    ours = await started_headers(JSONCORSMiddleware(app, **options))
+
+    assert ours == starlettes
+    assert any(name == b"vary" and value.endswith(b"Origin") for name, value in ours)
+
+
+async def _never_called() -> Message:
+    raise AssertionError("a GET's body is not read here")
+
+
+async def test_a_page_without_origin_varies_on_accept_and_origin(gateway: GatewayUnderTest) -> None:
+    async with gateway.client() as client:
+        response = await client.get("/", headers={"Accept": "text/html"})
+
+    assert response.headers.get_list("vary") == ["Accept, Origin"]

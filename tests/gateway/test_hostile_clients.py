@@ -261,6 +261,23 @@ async def test_headers_not_finished_in_time_are_408_and_the_connection_closed(
     assert closed
 
 
+async def test_a_later_request_whose_headers_stall_is_408_too(
+    make_gateway: GatewayFactory,
+) -> None:
+    async with _connected(make_gateway, header_timeout=0.5) as (_, reader, writer):
+        # A whole exchange first: the next head starts on a connection already in use.
+        writer.write(b"GET /health/live HTTP/1.1\r\nHost: gw\r\n\r\n")
+        assert (await _answer(reader)).status == 200
+        writer.write(b"GET /api/u/tasks HTTP/1.1\r\nHost: g")
+        await writer.drain()
+        started = time.monotonic()
+        answer, elapsed, closed = await _answer_then_close(reader, started)
+
+    assert answer.status == 408
+    assert elapsed < 2
+    assert closed
+
+
 async def test_an_idle_connection_is_closed_after_the_header_timeout(
     make_gateway: GatewayFactory,
 ) -> None:

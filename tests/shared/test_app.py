@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import SecretStr
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_service.app import create_app as create_auth_app
 from auth_service.deps import AuthState
@@ -140,3 +143,50 @@ async def test_every_process_serves_a_trailing_slash_as_without_it(
     assert slashed.status_code == plain.status_code == 200
     assert slashed.json() == plain.json()
     assert unknown.status_code == 404, "a slash never turns into a redirect"
+
+
+class _AnswersDirect:
+    """Answers `/direct/known` itself, as the gateway's proxy answers its paths."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/direct/known":
+            await PlainTextResponse("answered by the middleware")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def test_a_shortcut_request_meets_the_middleware_but_no_route() -> None:
+    router = APIRouter()
+
+    @router.get("/direct/{name}")
+    async def routed(name: str) -> str:
+        return f"routed {name}"
+
+    app = create_base_app(
+        name="test",
+        title="t",
+        description="d",
+        settings=CommonSettings(_env_file=None),
+        state=object(),
+        routers=[router],
+        inner_middleware=[Middleware(_AnswersDirect)],
+        response_headers=[(b"x-everywhere", b"yes")],
+        shortcut=lambda scope: scope["path"].startswith("/direct"),
+    )
+    async with serving(app, "http://process.test") as client:
+        answered = await client.get("/direct/known/", headers={"X-Request-ID": "short-1"})
+        unanswered = await client.get("/direct/other", headers={"X-Request-ID": "short-2"})
+        liveness = await client.get("/health/live")
+
+    # Through the request id, security headers and trailing-slash rewrite like any request.
+    assert answered.text == "answered by the middleware"
+    assert answered.headers["x-request-id"] == "short-1"
+    assert answered.headers["x-everywhere"] == "yes"
+    # Never to the routes: what the middleware leaves is the API's 500, still with its id.
+    assert unanswered.status_code == 500
+    assert unanswered.json() == {"detail": "Internal Server Error", "code": "internal_error"}
+    assert unanswered.headers["x-request-id"] == "short-2"
+    assert liveness.json() == {"status": "ok"}

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import Integer, String, bindparam, cast, func, select, text
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
@@ -109,6 +109,75 @@ async def test_a_connection_in_steady_use_is_not_pinged(
             await connection.execute(text("SELECT 1"))
 
     assert pings == []
+
+
+# A statement of the kind Database.rows takes: built once, its values bound per call.
+_PID_AND_VALUE = select(func.pg_backend_pid(), cast(bindparam("value", type_=String), Integer))
+
+
+@pytest.mark.postgres
+async def test_rows_runs_a_statement_and_keeps_its_values_out_of_the_log(
+    one_connection: tuple[Database, list[None]], caplog: pytest.LogCaptureFixture
+) -> None:
+    database, _pings = one_connection
+    ((_pid, value),) = await database.rows(_PID_AND_VALUE, {"value": "7"})
+    assert value == 7
+    secret = "hash-of-a-password"
+    with pytest.raises(DBAPIError) as failure:
+        await database.rows(_PID_AND_VALUE, {"value": secret})
+    request = Request({"type": "http", "method": "POST", "path": "/x", "headers": []})
+
+    response = await database_error(request, failure.value)
+
+    assert response.status_code == 500
+    assert "CAST($1::VARCHAR AS INTEGER)" in caplog.text
+    assert secret not in caplog.text
+    with pytest.raises(KeyError):  # a value the statement needs is never taken as NULL
+        await database.rows(_PID_AND_VALUE, {})
+
+
+@pytest.mark.postgres
+async def test_rows_on_a_connection_the_server_dropped_is_a_503_and_the_next_call_reconnects(
+    one_connection: tuple[Database, list[None]], postgres_url: str
+) -> None:
+    database, pings = one_connection
+    ((first, _),) = await database.rows(_PID_AND_VALUE, {"value": "1"})
+    killer = await asyncpg.connect(postgres_url)
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", first)
+    finally:
+        await killer.close()
+
+    # Used a moment ago, so not pinged: the statement meets the dead connection.
+    with pytest.raises(DBAPIError) as failure:
+        await database.rows(_PID_AND_VALUE, {"value": "2"})
+    assert failure.value.connection_invalidated
+    request = Request({"type": "http", "method": "GET", "path": "/x", "headers": []})
+    assert (await database_error(request, failure.value)).status_code == 503
+
+    ((second, value),) = await database.rows(_PID_AND_VALUE, {"value": "3"})
+    assert (second, value) != (first, 3)
+    assert second != first
+    assert pings == []
+
+
+@pytest.mark.postgres
+async def test_rows_cancelled_mid_statement_leaves_no_busy_connection_in_the_pool(
+    one_connection: tuple[Database, list[None]],
+) -> None:
+    database, _pings = one_connection
+    sleeping = asyncio.create_task(
+        database.rows(select(func.pg_sleep(bindparam("seconds", type_=Integer))), {"seconds": 5})
+    )
+    await asyncio.sleep(0.3)  # the statement is running on the pool's only connection
+    sleeping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeping
+
+    ((_pid, value),) = await asyncio.wait_for(
+        database.rows(_PID_AND_VALUE, {"value": "4"}), timeout=3
+    )
+    assert value == 4
 
 
 NEON_POOLER = (

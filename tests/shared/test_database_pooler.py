@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Integer, String, bindparam, cast, select, text
 from sqlalchemy.exc import DBAPIError
 
 from shared.database_url import DatabaseConfig, PoolerMode, parse_database_url
@@ -60,6 +60,25 @@ async def test_db_pooler_transaction_works_through_a_pooler_reached_by_ip(
     await upgrade_database(pooled, TASK_MIGRATIONS)
     assert await _many_transactions(pooled) == []
     await upgrade_database(pooled, TASK_MIGRATIONS)
+
+
+# Built once, as Database.rows wants its statements.
+_PLUS_ONE = select(cast(bindparam("value", type_=String), Integer) + 1)
+
+
+@pytest.mark.parametrize("pooled", ["transaction"], indirect=True)
+async def test_rows_works_through_a_transaction_pooler(pooled: Database) -> None:
+    """Database.rows sends statements with asyncpg itself, outside SQLAlchemy's statement
+    handling: it must get by with what the pooler allows too (without DB_POOLER it fails
+    with "prepared statement ... does not exist", as the test below shows for SQLAlchemy)."""
+
+    async def worker(number: int) -> None:
+        for step in range(8):
+            ((value,),) = await pooled.rows(_PLUS_ONE, {"value": str(number * 100 + step)})
+            assert value == number * 100 + step + 1
+
+    results = await asyncio.gather(*(worker(number) for number in range(6)), return_exceptions=True)
+    assert [result for result in results if isinstance(result, BaseException)] == []
 
 
 @pytest.mark.parametrize("pooled", ["auto"], indirect=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx2
@@ -58,6 +59,7 @@ async def test_log_lines_carry_service_and_request_id(
     configure_logging("INFO", "unit")
 
     await client.get("/", headers={"X-Request-ID": "trace-me-1"})
+    await asyncio.sleep(0)  # the lines of a turn of the loop are written at its end
 
     lines = [line for line in capsys.readouterr().out.splitlines() if "trace-me-1" in line]
     assert any("tests.request_context: handling" in line for line in lines)

@@ -26,4 +26,3 @@ def imported_modules(*arguments: str, stdin: bytes = b"") -> set[str]:
         # The report's first line is its heading ("self [us] | cumulative | ...").
         if line.startswith("import time:") and "[us]" not in line
     }
-

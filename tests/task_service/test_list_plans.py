@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx2
 import pytest
+from asyncpg.connection import LoggedQuery
 from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,18 +31,33 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 @contextlib.contextmanager
 def sent_statements(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
-    """Each statement sent to the database meanwhile, with its parameters as sent."""
+    """Each statement sent to the database meanwhile, with its parameters as sent: those
+    SQLAlchemy executes, and on PostgreSQL those asyncpg runs directly (Database.rows)."""
     sent: list[tuple[str, Any]] = []
+    watched: list[asyncpg.Connection] = []
 
     def record(*args: Any) -> None:
         _connection, _cursor, statement, parameters, _context, _many = args
         sent.append((statement, parameters))
 
+    def record_driver(query: LoggedQuery) -> None:
+        sent.append((query.query, query.args))
+
+    def watch(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        driver = record.driver_connection
+        if isinstance(driver, asyncpg.Connection) and driver not in watched:
+            driver.add_query_logger(record_driver)
+            watched.append(driver)
+
     event.listen(engine.sync_engine, "before_cursor_execute", record)
+    event.listen(engine.sync_engine, "checkout", watch)
     try:
         yield sent
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+        event.remove(engine.sync_engine, "checkout", watch)
+        for driver in watched:
+            driver.remove_query_logger(record_driver)
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
