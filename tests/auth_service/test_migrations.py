@@ -14,11 +14,12 @@ from sqlmodel import select
 from auth_service.app import MIGRATIONS_DIR
 from auth_service.models import RefreshToken, User, metadata
 from shared.db import Database, create_database, utcnow
-from shared.migrations import _lock_key, upgrade_database
+from shared.migrations import upgrade_database
 from shared.schema_upgrade import VERSION_TABLE
 from tests.auth_service.conftest import auth_settings
 from tests.support.databases import (
     Backend,
+    check_upgrades_wait_for_the_lock,
     downgrade_database,
     drop_schema,
     schema_differences,
@@ -138,25 +139,17 @@ async def test_concurrent_start_ups_serialize_on_an_advisory_lock(
 ) -> None:
     backend = Backend("postgres", postgres_url, tmp_path)
     first, second = _database(backend, pg_schema), _database(backend, pg_schema)
-    holder = await asyncpg.connect(postgres_url)
     try:
-        # Stand in for another instance mid-upgrade: hold the schema's lock.
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(pg_schema))
-
-        waiting = asyncio.gather(
-            upgrade_database(first, MIGRATIONS_DIR), upgrade_database(second, MIGRATIONS_DIR)
+        await check_upgrades_wait_for_the_lock(
+            postgres_url,
+            pg_schema,
+            lambda: asyncio.gather(
+                upgrade_database(first, MIGRATIONS_DIR), upgrade_database(second, MIGRATIONS_DIR)
+            ),
+            "0002",
+            held=0.5,
         )
-        await asyncio.sleep(0.5)
-        assert not waiting.done(), "upgrades must wait for the lock holder"
-
-        await transaction.commit()
-        await asyncio.wait_for(waiting, timeout=30)
-        rows = await holder.fetch(f'SELECT version_num FROM "{pg_schema}".alembic_version')
-        assert [row["version_num"] for row in rows] == ["0002"]
     finally:
-        await holder.close()
         await first.dispose()
         await second.dispose()
 

@@ -19,7 +19,7 @@ from shared.db import Database, create_database
 from shared.migrations import _lock_key, upgrade_database
 from shared.schema_upgrade import head_revision, schema_revisions, upgrade_schema
 from task_service.app import MIGRATIONS_DIR as TASK_MIGRATIONS
-from tests.support.databases import Backend, drop_schema
+from tests.support.databases import Backend, check_upgrades_wait_for_the_lock, drop_schema
 from tests.task_service.conftest import task_settings
 
 TASK_HEAD = "0005"
@@ -113,26 +113,18 @@ async def test_start_ups_wait_for_another_upgrader_holding_the_lock(
 ) -> None:
     backend = Backend("postgres", postgres_url, tmp_path)
     first, second = _database(backend, pg_schema), _database(backend, pg_schema)
-    holder = await asyncpg.connect(postgres_url)
     try:
-        # Stand in for another instance mid-upgrade: hold the schema's lock.
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(pg_schema))
-
-        waiting = asyncio.gather(
-            upgrade_schema(first, TASK_MIGRATIONS, service="tasks"),
-            upgrade_schema(second, TASK_MIGRATIONS, service="tasks"),
+        await check_upgrades_wait_for_the_lock(
+            postgres_url,
+            pg_schema,
+            lambda: asyncio.gather(
+                upgrade_schema(first, TASK_MIGRATIONS, service="tasks"),
+                upgrade_schema(second, TASK_MIGRATIONS, service="tasks"),
+            ),
+            TASK_HEAD,
+            held=3,
         )
-        await asyncio.sleep(3)
-        assert not waiting.done(), "upgrades must wait for the lock holder"
-
-        await transaction.commit()
-        await asyncio.wait_for(waiting, timeout=60)
-        rows = await holder.fetch(f'SELECT version_num FROM "{pg_schema}".alembic_version')
-        assert [row["version_num"] for row in rows] == [TASK_HEAD]
     finally:
-        await holder.close()
         await first.dispose()
         await second.dispose()
 

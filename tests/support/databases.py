@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from sqlalchemy import Connection, MetaData
 from sqlalchemy.engine import make_url
 
 from shared.db import Database
-from shared.migrations import alembic_config, context_options, use_schema
+from shared.migrations import _lock_key, alembic_config, context_options, use_schema
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,29 @@ async def drop_schema(url: str, schema: str) -> None:
         await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await connection.close()
+
+
+async def check_upgrades_wait_for_the_lock(
+    url: str, schema: str, upgrades: Callable[[], Awaitable[Any]], head: str, *, held: float
+) -> None:
+    """Hold `schema`'s migration lock, as another instance mid-upgrade would, for `held`
+    seconds: the `upgrades` started meanwhile must wait for it, then bring it to `head`."""
+    holder = await asyncpg.connect(url)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
+
+        waiting = asyncio.ensure_future(upgrades())
+        await asyncio.sleep(held)
+        assert not waiting.done(), "upgrades must wait for the lock holder"
+
+        await transaction.commit()
+        await asyncio.wait_for(waiting, timeout=60)
+        rows = await holder.fetch(f'SELECT version_num FROM "{schema}".alembic_version')
+        assert [row["version_num"] for row in rows] == [head]
+    finally:
+        await holder.close()
 
 
 async def downgrade_database(database: Database, migrations_dir: Path, revision: str) -> None:
