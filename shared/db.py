@@ -7,6 +7,7 @@ into the service's schema, so the same models run on SQLite, which has none.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -89,6 +90,11 @@ class Database:
         init=False, default_factory=dict
     )
     _failure_listeners: list[Callable[[], None]] = field(init=False, default_factory=list)
+    # Callers of `rows` take turns here, in the order they came, before they take a pooled
+    # connection (None: no such queue). SQLAlchemy's pool lets a newcomer take a connection
+    # just handed back while the caller woken for it waits for the event loop, and that
+    # caller goes to the back of the queue: some requests waited many times over.
+    turns: _Turns | None = None
 
     def __post_init__(self) -> None:
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -145,6 +151,12 @@ class Database:
             raise
 
     async def _fetch(self, sql: str, arguments: list[Any]) -> Sequence[Sequence[Any]]:
+        if self.turns is None:
+            return await self._fetch_pooled(sql, arguments)
+        async with self.turns:
+            return await self._fetch_pooled(sql, arguments)
+
+    async def _fetch_pooled(self, sql: str, arguments: list[Any]) -> Sequence[Sequence[Any]]:
         # The pool's connection itself: SQLAlchemy's Connection around it would only be
         # handed back; closing goes through greenlet_spawn, as AsyncConnection.close does.
         try:
@@ -212,6 +224,35 @@ class Database:
             if callable(method):
                 counts[state] = int(method())
         return counts
+
+
+class _Turns:
+    """A first-come, first-served queue for `size` holders at a time, its wait bounded like
+    the pool's (raising the pool's own timeout error).
+
+    asyncio's Semaphore hands a released place to the caller that has waited longest, and
+    lets no newcomer ahead of one that waits.
+    """
+
+    def __init__(self, size: int, timeout: float) -> None:
+        self._places = asyncio.Semaphore(size)
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        places = self._places
+        if not places.locked():
+            await places.acquire()  # a free place: taken at once, no timer needed
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                await places.acquire()
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"no pooled connection free within {self._timeout:g} s"
+            ) from None
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._places.release()
 
 
 # The default of a bound value that each execution must give.
@@ -292,7 +333,13 @@ def _create_postgres(url: DatabaseUrl, config: DatabaseConfig, schema: str) -> D
     )
     _ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
     return Database(
-        engine, "postgresql", schema, url.safe_description, connector=connector, pooler=pooler
+        engine,
+        "postgresql",
+        schema,
+        url.safe_description,
+        connector=connector,
+        pooler=pooler,
+        turns=_Turns(config.pool_size + config.max_overflow, config.command_timeout),
     )
 
 

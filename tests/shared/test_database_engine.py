@@ -13,9 +13,10 @@ from typing import Any
 import asyncpg
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Integer, String, bindparam, cast, func, select, text
+from sqlalchemy import Float, Integer, String, bindparam, cast, func, select, text
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.requests import Request
 
 from shared import database_transport
@@ -178,6 +179,61 @@ async def test_rows_cancelled_mid_statement_leaves_no_busy_connection_in_the_poo
         database.rows(_PID_AND_VALUE, {"value": "4"}), timeout=3
     )
     assert value == 4
+
+
+@pytest.mark.postgres
+async def test_rows_waiting_for_a_busy_pool_are_served_in_the_order_they_came(
+    one_connection: tuple[Database, list[None]],
+) -> None:
+    database, _pings = one_connection
+    served: list[str] = []
+
+    async def run(name: str, seconds: float = 0) -> None:
+        await database.rows(_SLEEP, {"seconds": seconds})
+        served.append(name)
+
+    async def holder() -> None:
+        await run("holder", 0.3)
+        # The connection is back in the pool and the first waiter woken, but not yet run:
+        # asking again at once must not take it from under them.
+        await run("holder again")
+
+    holding = asyncio.create_task(holder())
+    await asyncio.sleep(0.1)
+    waiters = [asyncio.create_task(run(name)) for name in ("first", "second", "third")]
+    await asyncio.gather(holding, *waiters)
+
+    assert served == ["holder", "first", "second", "third", "holder again"]
+
+
+@pytest.mark.postgres
+async def test_rows_waiting_longer_than_the_command_timeout_for_the_pool_is_a_503(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    settings = ServiceSettings(
+        _env_file=None,
+        database_url=SecretStr(postgres_url),
+        data_dir=tmp_path,
+        db_pool_size=1,
+        db_command_timeout=0.3,
+    )
+    database = create_database(settings.database_config(), schema="public", name="check")
+    try:
+        holding = asyncio.create_task(database.rows(_SLEEP, {"seconds": 0.25}))
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(database.rows(_SLEEP, {"seconds": 0.25}))
+        await asyncio.sleep(0.05)
+        with pytest.raises(PoolTimeoutError) as failure:
+            # Behind two statements of 0.25 s: its turn would come after 0.45 s.
+            await database.rows(_SLEEP, {"seconds": 0})
+        await asyncio.gather(holding, queued)
+    finally:
+        await database.dispose()
+    request = Request({"type": "http", "method": "GET", "path": "/x", "headers": []})
+    assert (await database_error(request, failure.value)).status_code == 503
+
+
+_SLEEP = select(func.pg_sleep(bindparam("seconds", type_=Float)))
 
 
 NEON_POOLER = (
