@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
-from task_service.crud import kept_total_statement, list_page_statement
+from task_service.crud import list_page_statement
 from task_service.schemas import TaskListQuery
 
 # The lists explained, by query string; each gives its page and, where it has one, the total
@@ -36,18 +36,10 @@ def compile_statement(statement: ClauseElement) -> tuple[str, list[Any]]:
 def list_statements(
     user_id: str, query_string: str, label: str | None = None
 ) -> dict[str, ClauseElement]:
-    """The page statement of a list and, unless the list filters by text or tag, its total,
-    labelled by `label` (the query string unless given)."""
+    """The page statement of a list (which, unless the list filters by text or tag, reads
+    its total too), labelled by `label` (the query string unless given)."""
     query = TaskListQuery.model_validate(dict(parse_qsl(query_string)))
-    label = label or query_string
-    statements: dict[str, ClauseElement] = {
-        f"{label}: page": list_page_statement(user_id=user_id, query=query)
-    }
-    if query.tag is None and query.q is None and query.sort == "created_at":
-        statements[f"{label}: total (kept counts)"] = kept_total_statement(
-            user_id=user_id, query=query
-        )
-    return statements
+    return {f"{label or query_string}: page": list_page_statement(user_id=user_id, query=query)}
 
 
 async def explain_lists(
@@ -90,9 +82,9 @@ def plans_section(plans: dict[str, dict[str, Any]], size: int) -> list[str]:
     """The report's section on the plans."""
     lines = [
         f"Query plans at {size:,} tasks: `EXPLAIN (ANALYZE, BUFFERS)` of the statements the",
-        "task service sends for these lists, compiled from `task_service/crud.py`"
-        " (`list_page_statement`,",
-        "`kept_total_statement`) for asyncpg and run after the measurements above. These are",
+        "task service sends for these lists (`list_page_statement` in `task_service/crud.py`,",
+        "whose page reads the kept total too), compiled for asyncpg and run after the",
+        "measurements above. These are",
         "plans for the values given; a statement the service has prepared many times may use",
         "PostgreSQL's generic plan instead.",
         "",

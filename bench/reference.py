@@ -61,6 +61,8 @@ _state: dict[str, asyncpg.Pool] = {}
 
 def _task(row: asyncpg.Record) -> dict[str, Any]:
     task = dict(row)
+    # A list's rows end with the kept total, which the answer does not show.
+    task.pop("kept_total", None)
     # jsonb arrives as its text: already JSON.
     task["tags"] = orjson.Fragment(task["tags"])
     return task

@@ -12,7 +12,8 @@ function returns rows of the columns TaskPublic names, never ORM objects.
 
 A list's total comes from its page when the page is short (and not after a cursor);
 otherwise, filtered by no more than status and priority, from the counts the database keeps
-in `task_counts` (up to six rows summed); with a tag or text filter, from COUNT(*).
+in `task_counts` (up to six rows summed, in the page's own statement); with a tag or text
+filter, from COUNT(*).
 """
 
 from __future__ import annotations
@@ -86,7 +87,14 @@ async def list_tasks(
     # between them makes disagree with the page is caught below.
     shape = _ListShape.of(query, database.kind)
     values = _list_values(user_id, query, database.kind)
-    tasks = list(await database.rows(_page_statement(shape), values))
+    rows = await database.rows(_page_statement(shape), values)
+    kept: int | None = None
+    if shape.keeps_total:
+        # Each row ends with the kept total: the page and its total in one round trip.
+        kept = rows[0][-1] if rows else None
+        tasks = [row[:-1] for row in rows]
+    else:
+        tasks = list(rows)
     position = query.position
     if len(tasks) < query.limit and position is not None and _before_missing_due_dates(position):
         # The page ran out of due dates: tasks without one come next, in id order.
@@ -99,8 +107,9 @@ async def list_tasks(
         rows_before = query.offset
     else:
         rows_before = None  # how many tasks came before a cursor is not known
-    if query.tag is None and query.q is None:
-        ((kept,),) = await database.rows(_kept_total_statement(shape), values)
+    if shape.keeps_total:
+        if kept is None:  # an empty page carries no total
+            ((kept,),) = await database.rows(_kept_total_statement(shape), values)
         if _agrees_with_page(kept, rows_before, len(tasks)):
             return tasks, kept
     ((total,),) = await database.rows(_count_statement(shape), values)
@@ -138,6 +147,11 @@ class _ListShape:
     direction: SortOrder
     # None: no cursor; "key": after a sort key and id; "id": among tasks without a due date.
     after: Literal["key", "id"] | None
+
+    @property
+    def keeps_total(self) -> bool:
+        """Whether the counts the database keeps give this list's total (no tag, no text)."""
+        return not (self.tag or self.q)
 
     @classmethod
     def of(cls, query: TaskListQuery, dialect: str) -> _ListShape:
@@ -185,8 +199,18 @@ def _like_escaped(text: str) -> str:
 
 @functools.cache
 def _page_statement(shape: _ListShape) -> Select[Any]:
+    """A page of TaskPublic's columns; where the kept counts give the total, each row ends
+    with it.
+
+    The total is a subquery the database runs once per statement, from the snapshot the
+    page is read from: a full page needs no second round trip for it, and a short one
+    (whose length is its total) pays for summing a few count rows.
+    """
+    columns: list[Any] = list(_LISTED_COLUMNS)
+    if shape.keeps_total:
+        columns.append(_kept_total_statement(shape).scalar_subquery().label("kept_total"))
     statement: Select[Any] = (
-        select(*_LISTED_COLUMNS)
+        select(*columns)
         .where(*_filters(shape), *_after(shape))
         .order_by(*_ordering(shape))
         .limit(bindparam("limit", type_=Integer))
@@ -252,18 +276,10 @@ def _after(shape: _ListShape) -> list[ColumnElement[bool]]:
     return [later(tuple_(key_column, _COLUMNS.id), tuple_(key, after_id))]
 
 
-def kept_total_statement(*, user_id: str, query: TaskListQuery) -> Select[Any]:
-    """The total for status and priority filters, from the counts the database keeps, its
-    values bound (public: the benchmark explains what is sent).
-
-    A sum of at most six rows (two states by three priorities); 0 when the user has none.
-    """
-    shape = _ListShape.of(query, "postgresql")
-    return _kept_total_statement(shape).params(_list_values(user_id, query, "postgresql"))
-
-
 @functools.cache
 def _kept_total_statement(shape: _ListShape) -> Select[Any]:
+    """The total for status and priority filters, from the counts the database keeps: a sum
+    of at most six rows (two states by three priorities); 0 when the user has none."""
     conditions = [_COUNT_COLUMNS.user_id == bindparam("user_id", type_=String)]
     if shape.status != "all":
         conditions.append(_COUNT_COLUMNS.completed.is_(shape.status == "completed"))

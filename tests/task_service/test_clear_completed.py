@@ -50,7 +50,7 @@ async def test_clearing_is_one_delete_statement(
     for n in range(4):
         await create_task(client, title=f"t{n}", completed=n % 2 == 0)
 
-    with sent_statements(service_state(task_app).database.engine) as sent:
+    async with sent_statements(service_state(task_app).database.engine) as sent:
         response = await client.delete(tasks_url(), params=CLEAR, headers=auth())
 
     assert response.json() == {"deleted": 2}
