@@ -127,11 +127,15 @@ def static_upstream(body_path: Path) -> AbstractContextManager[Server]:
 
 @contextmanager
 def uvicorn_app(name: str, app: str, env: dict[str, str]) -> Iterator[Server]:
-    """`python -m uvicorn app` on a free port, as the stack runs its services."""
+    """`python -m uvicorn app` on a free port, on the server the stack runs its services on
+    (supervisord.conf): what a reference measures against a service is then the app alone."""
     port = free_port()
     log = WORK / f"{name}-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        *(sys.executable, "-m", "uvicorn", app, "--http", "shared.server:Protocol", "--ws", "none"),
+        *("--host", "127.0.0.1", "--port", str(port)),
+    ]
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [*command, "--no-access-log"],

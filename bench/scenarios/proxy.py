@@ -14,8 +14,8 @@ from starlette.types import Receive, Scope, Send
 from bench import stack as bench_stack
 from bench.config import SATURATION_CONNECTIONS, WORK
 from bench.sampling import CpuMeter
-from bench.scenario import Results, Run, Scenario, target, wrk_table
-from bench.servers import nginx_in_front_of, static_upstream
+from bench.scenario import Results, Run, Scenario, ratio, target, wrk_table
+from bench.servers import nginx_in_front_of, static_upstream, uvicorn_app
 from bench.wrk import WrkResult, best, report
 
 NAME = "proxy"
@@ -61,7 +61,15 @@ def measure(run: Run) -> dict[str, Any]:
     body.parent.mkdir(parents=True, exist_ok=True)
     body.write_bytes(static_body())
     data: dict[str, Any] = {"wrk": {}, "cpu_ms_per_request": {}}
-    with static_upstream(body) as upstream, nginx_in_front_of(upstream.port) as nginx:
+    with (
+        static_upstream(body) as upstream,
+        nginx_in_front_of(upstream.port) as nginx,
+        uvicorn_app(
+            "proxy-reference",
+            "bench.proxy_reference:app",
+            {"PROXY_REFERENCE_UPSTREAM": upstream.url},
+        ) as floor,
+    ):
         # A stack of its own, on SQLite, whose gateway sends the task routes to the upstream.
         proxied = bench_stack.start(TASK_SERVICE_URL=upstream.url)
         try:
@@ -69,6 +77,7 @@ def measure(run: Run) -> dict[str, Any]:
             paths = {
                 "direct": (upstream.url, upstream.pid),
                 "nginx": (nginx.url, nginx.pid),
+                "client_alone": (floor.url, floor.pid),
                 "gateway": (proxied.base_url, gateway_pid),
             }
             runs: dict[str, list[WrkResult]] = {name: [] for name in paths}
@@ -100,8 +109,11 @@ def measure(run: Run) -> dict[str, Any]:
     headline = run.results.headline
     for name in paths:
         headline[f"proxy_{name}_req_s"] = data["wrk"][f"saturation/{name}"]["requests_per_second"]
-    headline["gateway_cpu_ms_per_proxied_request"] = data["cpu_ms_per_request"]["gateway"]
-    headline["nginx_cpu_ms_per_proxied_request"] = data["cpu_ms_per_request"]["nginx"]
+    cpu_ms = data["cpu_ms_per_request"]
+    headline["gateway_cpu_ms_per_proxied_request"] = cpu_ms["gateway"]
+    headline["nginx_cpu_ms_per_proxied_request"] = cpu_ms["nginx"]
+    headline["client_alone_cpu_ms_per_proxied_request"] = cpu_ms["client_alone"]
+    headline["gateway_vs_client_alone_cpu"] = ratio(cpu_ms["gateway"], cpu_ms["client_alone"])
     return data
 
 
@@ -132,8 +144,11 @@ def section(results: Results) -> list[str]:
         f"## Proxying alone (a static {BODY_BYTES}-byte JSON upstream)",
         "",
         "nginx serves one file for every path (`direct`); nginx as a reverse proxy with",
-        "upstream keep-alive, and the gateway of a second stack (its task routes pointed at",
-        f"the file server), forward `GET {PATH}` to it. {SATURATION_CONNECTIONS} connections.",
+        "upstream keep-alive, the gateway's HTTP client alone (`client_alone`:",
+        "`bench/proxy_reference.py`, raw ASGI on the gateway's server relaying each request",
+        "through an aiohttp session opened as the gateway opens its own, nothing else) and the",
+        "gateway of a second stack (its task routes pointed at the file server) forward",
+        f"`GET {PATH}` to it. {SATURATION_CONNECTIONS} connections.",
         "",
         *wrk_table("path", data["wrk"]),
         "CPU time per request of the process answering wrk (nginx: master and worker):",
@@ -141,6 +156,10 @@ def section(results: Results) -> list[str]:
         "| path | CPU ms/request |",
         "| --- | ---: |",
         *[f"| {name} | {ms:.4f} |" for name, ms in data["cpu_ms_per_request"].items()],
+        "",
+        "`client_alone` is the floor of the gateway's choice of server and client: its CPU per",
+        "request is what the gateway would cost with none of its own work (header rules,",
+        "limits, request ids, logs, metrics, CORS, disconnect handling).",
         "",
     ]
 
