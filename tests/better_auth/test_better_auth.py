@@ -18,10 +18,10 @@ pytestmark = pytest.mark.usefixtures("better_auth_installed")
 
 @pytest.fixture(scope="module")
 def default_server(
-    better_auth_installed: None, tmp_path_factory: pytest.TempPathFactory
+    better_auth_installed: None, tmp_path_factory: pytest.TempPathFactory, postgres_url: str
 ) -> Iterator[BetterAuthServer]:
     """One server with the default key for the tests that only sign new users up on it."""
-    with better_auth_server(tmp_path_factory.mktemp("better-auth")) as server:
+    with better_auth_server(tmp_path_factory.mktemp("better-auth"), postgres_url) as server:
         yield server
 
 
@@ -48,9 +48,9 @@ def _checks(server: BetterAuthServer) -> dict[str, str]:
 
 @pytest.mark.parametrize("algorithm", ["EdDSA", "ES256", "ES512", "RS256", "PS256"])
 async def test_each_signing_algorithm_works_on_the_task_routes_and_me(
-    tmp_path: Path, algorithm: str
+    tmp_path: Path, postgres_url: str, algorithm: str
 ) -> None:
-    with better_auth_server(tmp_path, algorithm=algorithm) as server:
+    with better_auth_server(tmp_path, postgres_url, algorithm=algorithm) as server:
         token, user = await server.sign_up(name="Bea")
         async with api_trusting(tmp_path, **_checks(server)) as gateway_url:
             created, listed, me = await _use(gateway_url, token, user["id"])
@@ -93,10 +93,10 @@ async def test_issuer_and_audience_are_checked(
 
 
 async def test_a_second_instances_keys_are_refused(
-    default_server: BetterAuthServer, tmp_path: Path
+    default_server: BetterAuthServer, tmp_path: Path, postgres_url: str
 ) -> None:
     trusted = default_server
-    with better_auth_server(tmp_path) as other:
+    with better_auth_server(tmp_path, postgres_url) as other:
         own_token, own_user = await trusted.sign_up()
         other_token, other_user = await other.sign_up()
         # Only the keys decide here: no issuer or audience is configured.
@@ -109,8 +109,8 @@ async def test_a_second_instances_keys_are_refused(
     assert {r.json()["code"] for r in refused} == {"invalid_token"}
 
 
-async def test_a_rotated_key_works_on_its_first_use(tmp_path: Path) -> None:
-    with better_auth_server(tmp_path, rotation_seconds=2) as server:
+async def test_a_rotated_key_works_on_its_first_use(tmp_path: Path, postgres_url: str) -> None:
+    with better_auth_server(tmp_path, postgres_url, rotation_seconds=2) as server:
         first, user = await server.sign_up()
         async with api_trusting(tmp_path, **_checks(server)) as gateway_url:
             before = await _use(gateway_url, first, user["id"])

@@ -1,16 +1,16 @@
 // A Better Auth server as a Next.js frontend would run it: email and password sign-in,
-// SQLite storage, and the JWT plugin signing with the algorithm the tests ask for.
+// PostgreSQL storage, and the JWT plugin signing with the algorithm the tests ask for.
 //
-// Environment: PORT, DB_PATH, BETTER_AUTH_SECRET, JWT_ALG (EdDSA, ES256, RS256, PS256...),
-// and ROTATION_SECONDS (optional: signing keys expire after that long, so the next token
-// is signed with a new key).
+// Environment: PORT, DATABASE_URL (a database of its own), BETTER_AUTH_SECRET, JWT_ALG
+// (EdDSA, ES256, RS256, PS256...), and ROTATION_SECONDS (optional: signing keys expire
+// after that long, so the next token is signed with a new key).
 import http from "node:http";
 
-import Database from "better-sqlite3";
 import { betterAuth } from "better-auth";
 import { getMigrations } from "better-auth/db/migration";
 import { toNodeHandler } from "better-auth/node";
 import { jwt } from "better-auth/plugins";
+import pg from "pg";
 
 const port = Number(process.env.PORT);
 const baseURL = `http://127.0.0.1:${port}`;
@@ -19,7 +19,7 @@ const rotation = process.env.ROTATION_SECONDS ? Number(process.env.ROTATION_SECO
 const auth = betterAuth({
   baseURL,
   secret: process.env.BETTER_AUTH_SECRET,
-  database: new Database(process.env.DB_PATH),
+  database: new pg.Pool({ connectionString: process.env.DATABASE_URL }),
   emailAndPassword: { enabled: true },
   plugins: [
     jwt({
