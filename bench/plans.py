@@ -19,8 +19,8 @@ from sqlalchemy.sql.expression import ClauseElement
 from task_service.crud import list_page_statement
 from task_service.schemas import TaskListQuery
 
-# The lists explained, by query string; each gives its page and, where it has one, the total
-# the service reads from the kept counts for a full page.
+# The lists explained, by query string: each one page statement, which reads the kept total
+# too where the counts give it.
 EXPLAINED_QUERIES = ("limit=50", "limit=50&priority=high", "limit=50&sort=title&order=asc")
 
 
