@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 
-from shared.auth import CurrentPrincipal
+from shared.auth import bearer_scheme, verify_bearer
 from shared.db import Database
 from shared.deps import service_state
 from shared.tokens import MAX_SUBJECT_LENGTH
 from task_service.schemas import MAX_BIGINT, TaskClearQuery, TaskListQuery
+
+T = TypeVar("T")
 
 # Dependencies are coroutines even when they await nothing: FastAPI runs a plain function in
 # a worker thread, a hand-off that costs every request more than the function itself.
@@ -29,30 +31,43 @@ class TaskOwner:
     database: Database
 
 
+# The path's user id, checked only after the token: FastAPI validates a dependency's own
+# parameters before calling it, so a constrained `Path` would answer a 422 before the 401.
+# The constraints are documented as FastAPI documents them and checked by `_USER_ID`.
+_USER_ID_LENGTHS = {"minLength": 1, "maxLength": MAX_SUBJECT_LENGTH}
+_USER_ID: TypeAdapter[str] = TypeAdapter(
+    Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUBJECT_LENGTH)]
+)
+
+
 async def task_owner(
     request: Request,
-    principal: CurrentPrincipal,
+    token: Annotated[str | None, Depends(bearer_scheme)],
     user_id: Annotated[
         str,
         Path(
-            min_length=1,
-            max_length=MAX_SUBJECT_LENGTH,
             description="The signed-in user's id (the token's subject)",
+            json_schema_extra=_USER_ID_LENGTHS,
         ),
     ],
 ) -> TaskOwner:
-    """The path's user once the token proves it is the caller: 401 first, then 403.
+    """The path's user once the token proves it is the caller: 401 first, then 422 for a
+    user id no token could name, then 403.
 
-    The one dependency of every task route (with the token's, which it needs): each
-    dependency FastAPI resolves costs every request more than most of them do, so the
-    database comes with the owner and the list's query is read by the route itself.
+    The one dependency of every task route besides the token's: each dependency FastAPI
+    resolves costs every request more than most of them do, so this one verifies the token
+    itself, the database comes with the owner, and the list's query is read by the route.
     """
+    state = service_state(request.app)
+    principal = await verify_bearer(state.verifier, token)
     if principal.user_id != user_id:
+        # A verified subject is a valid user id: only another one needs checking.
+        _validated(_USER_ID.validate_python, user_id, "path", "user_id")
         raise HTTPException(
             status_code=status.HTTP_403_FORBIDDEN,
             detail="The token does not grant access to this user's tasks",
         )
-    return TaskOwner(user_id, service_state(request.app).database)
+    return TaskOwner(user_id, state.database)
 
 
 Owner = Annotated[TaskOwner, Depends(task_owner)]
@@ -83,6 +98,17 @@ def _refuse_repeats(request: Request, names: Iterable[str]) -> None:
         )
 
 
+def _validated(validate: Callable[[Any], T], value: Any, *location: str) -> T:
+    """`value` as `validate` returns it, or the 422 FastAPI would give it at `location`."""
+    try:
+        return validate(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError(
+            [{**error, "loc": (*location, *error["loc"])} for error in errors]
+        ) from None
+
+
 def list_query(request: Request) -> TaskListQuery:
     """The list's parameters, each given at most once (a 422 otherwise).
 
@@ -91,13 +117,7 @@ def list_query(request: Request) -> TaskListQuery:
     LIST_QUERY_PARAMETERS documents them as FastAPI would.
     """
     _refuse_repeats(request, TaskListQuery.model_fields)
-    try:
-        return TaskListQuery.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        raise RequestValidationError(
-            [{**error, "loc": ("query", *error["loc"])} for error in errors]
-        ) from None
+    return _validated(TaskListQuery.model_validate, dict(request.query_params), "query")
 
 
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from shared.tokens import MAX_SUBJECT_LENGTH
 from task_service.app import create_app
 from tests.support.databases import Backend
 from tests.task_service.conftest import task_settings
@@ -101,3 +102,13 @@ def test_clearing_documents_its_required_status(openapi: dict[str, Any]) -> None
     assert status["schema"]["const"] == "completed"
     ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/TasksDeleted"}
+
+
+def test_every_operation_documents_the_user_ids_it_accepts(openapi: dict[str, Any]) -> None:
+    # The service checks these lengths itself, after the token: FastAPI's own check of the
+    # path parameter would come before the 401.
+    for method, path, operation in _operations(openapi):
+        (user_id,) = [p for p in operation["parameters"] if p["name"] == "user_id"]
+        assert user_id["required"] is True, (method, path)
+        assert user_id["schema"]["minLength"] == 1, (method, path)
+        assert user_id["schema"]["maxLength"] == MAX_SUBJECT_LENGTH, (method, path)
