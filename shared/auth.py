@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -28,8 +28,14 @@ from shared.tokens import (
 logger = logging.getLogger(__name__)
 
 # tokenUrl is the OAuth2 token endpoint (through the gateway), so the Authorize button of
-# /docs signs in there.
-bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+# /docs signs in there. Every scheme made with these is the same one in the OpenAPI
+# documents (the task routes' scheme is a subclass: task_service/deps.py).
+BEARER_SCHEME: dict[str, Any] = {
+    "tokenUrl": "/auth/token",
+    "scheme_name": "OAuth2PasswordBearer",
+    "auto_error": False,
+}
+bearer_scheme = OAuth2PasswordBearer(**BEARER_SCHEME)
 
 
 def unauthorized(

@@ -9,9 +9,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, StringConstraints, TypeAdapter, ValidationError
 
-from shared.auth import bearer_scheme, verify_bearer
+from shared.auth import BEARER_SCHEME, verify_bearer
 from shared.db import Database
 from shared.deps import service_state
 from shared.tokens import MAX_SUBJECT_LENGTH
@@ -40,34 +41,42 @@ _USER_ID: TypeAdapter[str] = TypeAdapter(
 )
 
 
-async def task_owner(
-    request: Request,
-    token: Annotated[str | None, Depends(bearer_scheme)],
-    user_id: Annotated[
-        str,
-        Path(
-            description="The signed-in user's id (the token's subject)",
-            json_schema_extra=_USER_ID_LENGTHS,
-        ),
-    ],
-) -> TaskOwner:
-    """The path's user once the token proves it is the caller: 401 first, then 422 for a
-    user id no token could name, then 403.
+class _TaskOwnerScheme(OAuth2PasswordBearer):
+    """The bearer scheme of the task routes, as `shared.auth.bearer_scheme` documents it,
+    that also proves the token's subject is the path's user.
 
-    The one dependency of every task route besides the token's: each dependency FastAPI
-    resolves costs every request more than most of them do, so this one verifies the token
-    itself, the database comes with the owner, and the list's query is read by the route.
+    The scheme itself is the dependency of every task route: each dependency FastAPI
+    resolves costs every request more than most of them do, so this one reads and verifies
+    the token, the database comes with the owner, and the list's query is read by the route.
     """
-    state = service_state(request.app)
-    principal = await verify_bearer(state.verifier, token)
-    if principal.user_id != user_id:
-        # A verified subject is a valid user id: only another one needs checking.
-        _validated(_USER_ID.validate_python, user_id, "path", "user_id")
-        raise HTTPException(
-            status_code=status.HTTP_403_FORBIDDEN,
-            detail="The token does not grant access to this user's tasks",
-        )
-    return TaskOwner(user_id, state.database)
+
+    # It takes the path's user id besides the request: not the signature it overrides.
+    async def __call__(  # type: ignore[override]
+        self,
+        request: Request,
+        user_id: Annotated[
+            str,
+            Path(
+                description="The signed-in user's id (the token's subject)",
+                json_schema_extra=_USER_ID_LENGTHS,
+            ),
+        ],
+    ) -> TaskOwner:
+        """The path's user once the token proves it is the caller: 401 first, then 422 for
+        a user id no token could name, then 403."""
+        state = service_state(request.app)
+        principal = await verify_bearer(state.verifier, await super().__call__(request))
+        if principal.user_id != user_id:
+            # A verified subject is a valid user id: only another one needs checking.
+            _validated(_USER_ID.validate_python, user_id, "path", "user_id")
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail="The token does not grant access to this user's tasks",
+            )
+        return TaskOwner(user_id, state.database)
+
+
+task_owner = _TaskOwnerScheme(**BEARER_SCHEME)
 
 
 Owner = Annotated[TaskOwner, Depends(task_owner)]
