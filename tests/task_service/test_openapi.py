@@ -107,8 +107,8 @@ def test_clearing_documents_its_required_status(openapi: dict[str, Any]) -> None
 def test_every_operation_documents_the_user_ids_it_accepts(openapi: dict[str, Any]) -> None:
     # The service checks these lengths itself, after the token: FastAPI's own check of the
     # path parameter would come before the 401.
-    for method, path, operation in _operations(openapi):
+    for path, method, operation in _operations(openapi):
         (user_id,) = [p for p in operation["parameters"] if p["name"] == "user_id"]
-        assert user_id["required"] is True, (method, path)
-        assert user_id["schema"]["minLength"] == 1, (method, path)
-        assert user_id["schema"]["maxLength"] == MAX_SUBJECT_LENGTH, (method, path)
+        assert user_id["required"] is True, (path, method)
+        assert user_id["schema"]["minLength"] == 1, (path, method)
+        assert user_id["schema"]["maxLength"] == MAX_SUBJECT_LENGTH, (path, method)
