@@ -34,11 +34,11 @@ class TaskOwner:
 
 # The path's user id, checked only after the token: FastAPI validates a dependency's own
 # parameters before calling it, so a constrained `Path` would answer a 422 before the 401.
-# The constraints are documented as FastAPI documents them and checked by `_USER_ID`.
-_USER_ID_LENGTHS = {"minLength": 1, "maxLength": MAX_SUBJECT_LENGTH}
+# `_USER_ID` checks the constraints, and its own JSON schema documents them.
 _USER_ID: TypeAdapter[str] = TypeAdapter(
     Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUBJECT_LENGTH)]
 )
+_USER_ID_LENGTHS = {key: value for key, value in _USER_ID.json_schema().items() if key != "type"}
 
 
 class _TaskOwnerScheme(OAuth2PasswordBearer):
