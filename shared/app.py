@@ -151,6 +151,7 @@ def create_base_app(
     shutdown: Sequence[Hook] = (),
     middleware: Sequence[Middleware] = (),
     inner_middleware: Sequence[Middleware] = (),
+    router_middleware: Sequence[Middleware] = (),
     openapi_tags: list[dict[str, Any]] | None = None,
     docs: bool = True,
     metrics_token: SecretStr | None = None,
@@ -167,7 +168,9 @@ def create_base_app(
 
     Requests meet RequestContext (request id, access log) first, then the trailing-slash
     rewrite, then `middleware` (outermost first), then the 500 for unhandled errors, then
-    `inner_middleware`, whose failures that 500 therefore covers. `docs=False` leaves out
+    `inner_middleware`, whose failures that 500 therefore covers, then FastAPI's exception
+    handlers, then `router_middleware` in front of the router: a shortcut there that answers
+    some route's requests itself gets that route's error answers. `docs=False` leaves out
     `/docs`, `/redoc` and `/openapi.json` (the gateway serves its own).
 
     `/metrics` answers anyone when `public_metrics` (a service, on its own port); otherwise
@@ -227,6 +230,9 @@ def create_base_app(
         app.include_router(router)
     app.include_router(liveness_router)
     app.include_router(_metrics_router(metrics_token, public=public_metrics))
+    for cls, args, kwargs in reversed(router_middleware):
+        # What the router calls first (Starlette's Router runs its own middleware_stack).
+        app.router.middleware_stack = cls(app.router.middleware_stack, *args, **kwargs)
     return app
 
 

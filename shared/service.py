@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
 
 from shared.app import create_base_app
 from shared.database_startup import start_database
@@ -29,8 +30,11 @@ def create_service_app(
     migrations_dir: Path,
     routers: Sequence[APIRouter],
     openapi_tags: list[dict[str, Any]] | None = None,
+    router_middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
-    """A FastAPI app for one service, migrating its own schema at start-up."""
+    """A FastAPI app for one service, migrating its own schema at start-up.
+
+    `router_middleware` goes in front of the router, as `create_base_app` says."""
     settings = state.settings
     database = state.database
 
@@ -59,6 +63,7 @@ def create_service_app(
         startup=[start],
         shutdown=[state.aclose],
         openapi_tags=openapi_tags,
+        router_middleware=router_middleware,
     )
     install_error_handlers(app)
     watch_pool("database", name, database.pool_counts)

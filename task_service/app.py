@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from shared.db import create_database
 from shared.deps import ServiceState
 from shared.service import create_service_app
 from shared.settings import load_settings
 from shared.tokens import create_verifier
-from task_service.routes import router
+from task_service.routes import ListShortcut, router
 from task_service.settings import TaskSettings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -35,4 +36,5 @@ def create_app(settings: TaskSettings | None = None) -> FastAPI:
         migrations_dir=MIGRATIONS_DIR,
         routers=[router],
         openapi_tags=[{"name": "tasks", "description": "The signed-in user's tasks"}],
+        router_middleware=[Middleware(ListShortcut)],
     )
