@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.deps import service_state
+from task_service.deps import TaskOwner, task_owner
 from task_service.routes import ListShortcut
 from tests.support.tokens import bearer, mint
 from tests.task_service.conftest import ALICE, BOB, auth, create_task, tasks_url
@@ -57,6 +59,25 @@ async def test_lists_skip_the_router_and_other_requests_reach_it(
     assert [r.status_code for r in (listed, slashed, read, health)] == [200, 200, 200, 200]
     assert listed.json() == slashed.json() == [task]
     assert router_count.paths == [tasks_url(task_id=task["id"]), "/health/live"]
+
+
+async def test_lists_reach_the_router_while_dependencies_are_overridden(
+    task_app: FastAPI, client: httpx2.AsyncClient, router_count: _Counting
+) -> None:
+    async def bob_always(request: Request, user_id: str) -> TaskOwner:
+        return TaskOwner(BOB, service_state(task_app).database)
+
+    await create_task(client, user_id=BOB, title="bob's")
+    router_count.paths.clear()
+    task_app.dependency_overrides[task_owner] = bob_always
+    try:
+        listed = await client.get(tasks_url(ALICE))  # no token: the stand-in decides
+    finally:
+        task_app.dependency_overrides.clear()
+
+    assert listed.status_code == 200
+    assert [task["title"] for task in listed.json()] == ["bob's"]
+    assert router_count.paths == [tasks_url(ALICE)]
 
 
 def _answer(response: httpx2.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
