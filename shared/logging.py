@@ -11,7 +11,7 @@ import time
 import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 # Set per request by RequestContextMiddleware; "-" outside a request.
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -72,8 +72,11 @@ class _EscapingFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-# Fields of an access line (RequestContextMiddleware passes them as `extra`).
-ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+# The access line, which RequestContextMiddleware logs on the "access" logger. Its arguments
+# (method, path, status, milliseconds) are its fields in the JSON format: passing them as
+# `extra` as well cost a fifth of the line (bench/history.md).
+ACCESS_LOGGER = "access"
+ACCESS_LINE = "%s %s %d %.1fms"
 
 
 class JSONFormatter(logging.Formatter):
@@ -90,9 +93,11 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in ACCESS_FIELDS:
-            if hasattr(record, name):
-                entry[name] = getattr(record, name)
+        if record.name == ACCESS_LOGGER and record.msg == ACCESS_LINE:
+            method, path, status, milliseconds = cast(tuple[str, str, int, float], record.args)
+            entry.update(
+                method=method, path=path, status=status, duration_ms=round(milliseconds, 1)
+            )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)

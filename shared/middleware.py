@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ErrorCode, error_response
-from shared.logging import request_id_var
+from shared.logging import ACCESS_LINE, ACCESS_LOGGER, request_id_var
 from shared.metrics import in_flight, observe_request
 from shared.server import connection_of
 
@@ -21,7 +21,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_CLOSED_REQUEST = 499
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
-access_logger = logging.getLogger("access")
+access_logger = logging.getLogger(ACCESS_LOGGER)
 logger = logging.getLogger(__name__)
 
 
@@ -113,19 +113,8 @@ class RequestContextMiddleware:
             logged_status = CLIENT_CLOSED_REQUEST if client_left else status
             observe_request(scope, method, logged_status, seconds)
             # The path only: query strings can carry user input that has no place in logs.
-            access_logger.info(
-                "%s %s %d %.1fms",
-                method,
-                scope["path"],
-                logged_status,
-                seconds * 1000,
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "status": logged_status,
-                    "duration_ms": round(seconds * 1000, 1),
-                },
-            )
+            # Its arguments are its fields in the JSON format (see ACCESS_LINE).
+            access_logger.info(ACCESS_LINE, method, scope["path"], logged_status, seconds * 1000)
             request_id_var.reset(token)
 
 
