@@ -151,7 +151,7 @@ async def proxy(
     # refused before routing).
     target = URL(url, encoded=True)
     forwarded = CIMultiDict(
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in headers
+        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
     )
     exchange = _exchange(
         scope["method"], target, headers=forwarded, content=content, send=send, upstream=upstream
