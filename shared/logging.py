@@ -74,7 +74,7 @@ class _EscapingFormatter(logging.Formatter):
 
 # The access line, which RequestContextMiddleware logs on the "access" logger. Its arguments
 # (method, path, status, milliseconds) are its fields in the JSON format: passing them as
-# `extra` as well cost a fifth of the line (bench/history.md).
+# `extra` as well cost a quarter of the line (bench/history.md).
 ACCESS_LOGGER = "access"
 ACCESS_LINE = "%s %s %d %.1fms"
 
