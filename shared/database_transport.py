@@ -66,6 +66,29 @@ async def _answers(host: str, port: int) -> bool:
     return True
 
 
+# Each statement a service sends is prepared once per connection (asyncpg's statement cache)
+# and reads rows by id, or one user's page in the order of an index: a plan that its values do
+# not change. PostgreSQL's default (`auto`) would still plan it anew at every execution, as its
+# estimate of a generic plan, blind to LIMIT's value, comes out above the custom plans': that
+# planning was half of PostgreSQL's CPU per list (bench/history.md). The plans the lists get
+# this way are checked in tests/task_service/test_list_plans.py.
+_GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+
+
+async def _plan_once(connection: asyncpg.Connection, server_settings: dict[str, str]) -> None:
+    """Make `connection` keep one plan per prepared statement, unless DATABASE_URL's
+    `options` choose a plan_cache_mode (or the server predates the setting)."""
+    if "plan_cache_mode" in server_settings.get("options", ""):
+        return
+    if connection.get_server_version().major < 12:  # PostgreSQL 12 added the setting
+        return
+    try:
+        await connection.execute(_GENERIC_PLANS)
+    except BaseException:
+        connection.terminate()
+        raise
+
+
 class Connector:
     """Opens each asyncpg connection of one engine: TLS, pooler rules and transport."""
 
@@ -134,6 +157,10 @@ class Connector:
             server_settings=dict(self.url.server_settings) or None,
             **arguments,
         )
+        if not self.transaction_pooler:
+            # Under a transaction pooler the setting would stay with a server connection that
+            # other clients share, and no statement is prepared for longer than one run.
+            await _plan_once(connection, self.url.server_settings)
         if self._route is None:
             self._route = "tcp"
         return connection

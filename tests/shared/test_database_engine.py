@@ -112,6 +112,34 @@ async def test_a_connection_in_steady_use_is_not_pinged(
     assert pings == []
 
 
+async def _plan_cache_mode(url: str, tmp_path: Path) -> str:
+    settings = ServiceSettings(_env_file=None, database_url=SecretStr(url), data_dir=tmp_path)
+    database = create_database(settings.database_config(), schema="public", name="check")
+    try:
+        async with database.engine.connect() as connection:
+            return str((await connection.execute(text("SHOW plan_cache_mode"))).scalar_one())
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_direct_connection_keeps_one_plan_per_prepared_statement(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # Planned anew at each execution, a list cost PostgreSQL twice the CPU (bench/history.md).
+    assert await _plan_cache_mode(postgres_url, tmp_path) == "force_generic_plan"
+
+
+@pytest.mark.postgres
+async def test_a_plan_cache_mode_in_the_url_options_is_kept(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    separator = "&" if "?" in postgres_url else "?"
+    url = f"{postgres_url}{separator}options=-c%20plan_cache_mode%3Dforce_custom_plan"
+
+    assert await _plan_cache_mode(url, tmp_path) == "force_custom_plan"
+
+
 # A statement of the kind Database.rows takes: built once, its values bound per call.
 _PID_AND_VALUE = select(func.pg_backend_pid(), cast(bindparam("value", type_=String), Integer))
 

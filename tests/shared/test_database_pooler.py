@@ -62,6 +62,17 @@ async def test_db_pooler_transaction_works_through_a_pooler_reached_by_ip(
     await upgrade_database(pooled, TASK_MIGRATIONS)
 
 
+@pytest.mark.parametrize("pooled", ["transaction"], indirect=True)
+async def test_connections_through_a_transaction_pooler_leave_plan_cache_mode_alone(
+    pooled: Database,
+) -> None:
+    # A session's setting would stay with a server connection other clients share.
+    async with pooled.engine.connect() as connection:
+        mode = (await connection.execute(text("SHOW plan_cache_mode"))).scalar_one()
+
+    assert mode == "auto"
+
+
 # Built once, as Database.rows wants its statements.
 _PLUS_ONE = select(cast(bindparam("value", type_=String), Integer) + 1)
 

@@ -2,7 +2,10 @@
 
 The plans are those of the very statements the service sends, parameters included. On
 PostgreSQL sorting is switched off for the EXPLAIN, so a sort shows up only when no index can
-give the order; ANALYZE then shows how many rows the scan read. Nothing here is timed.
+give the order; ANALYZE then shows how many rows the scan read. Each statement is explained
+twice there: as the generic plan that the service's connections keep for a prepared statement
+(shared.database_transport), and as the custom plan for its values that a statement gets
+through a transaction pooler. Nothing here is timed.
 """
 
 from __future__ import annotations
@@ -69,14 +72,49 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
-async def _postgres_plan(engine: AsyncEngine, statement: str, parameters: Any) -> list[str]:
+def _literal(value: Any) -> str:
+    """`value` as a quoted literal, which takes the type of the parameter it is given for."""
+    if value is None:
+        return "NULL"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def _postgres_plans(
+    engine: AsyncEngine, statement: str, parameters: Any
+) -> dict[str, list[str]]:
+    """The generic and the custom plan of a statement, by kind."""
+    return {
+        kind: await _postgres_plan(engine, statement, parameters, generic=kind == "generic")
+        for kind in ("generic", "custom")
+    }
+
+
+async def _postgres_plan(
+    engine: AsyncEngine, statement: str, parameters: Any, *, generic: bool
+) -> list[str]:
     """The plan's node types; each index scan also says which table it read and how many
     rows it returned (a page's kept total is a scan of task_counts of its own)."""
     async with engine.connect() as connection:
         await connection.exec_driver_sql("SET LOCAL enable_sort = off")
-        result = await connection.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
-        )
+        if generic:
+            # EXPLAIN with parameters plans for their values: the generic plan is that of a
+            # prepared statement, executed with the values written out.
+            await connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+            await connection.exec_driver_sql(f"PREPARE listed AS {statement}")
+            values = ", ".join(_literal(value) for value in parameters)
+            try:
+                result = await connection.exec_driver_sql(
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE listed({values})"
+                )
+            finally:
+                # A prepared statement outlives the transaction: the pooled connection is
+                # handed back without it.
+                await connection.exec_driver_sql("DEALLOCATE listed")
+        else:
+            result = await connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+            )
         explained = result.scalar_one()
         await connection.rollback()
     plan = json.loads(explained) if isinstance(explained, str) else explained
@@ -141,12 +179,14 @@ async def test_a_page_of_every_sort_is_read_in_index_order(
     ((statement, parameters),) = [(s, p) for s, p in sent if "ORDER BY" in s]
 
     if service_state(task_app).database.kind == "postgresql":
-        plan = await _postgres_plan(engine, statement, parameters)
-        assert f"Index Scan on tasks rows={PAGE}" in plan, plan
+        plans = await _postgres_plans(engine, statement, parameters)
+        for plan in plans.values():
+            assert f"Index Scan on tasks rows={PAGE}" in plan, plans
     else:
-        plan = await _sqlite_plan(engine, statement, parameters)
-        assert any("USING INDEX" in step for step in plan), plan
-    assert not any("Sort" in step or "TEMP B-TREE" in step for step in plan), plan
+        plans = {"sqlite": await _sqlite_plan(engine, statement, parameters)}
+        assert any("USING INDEX" in step for step in plans["sqlite"]), plans
+    for plan in plans.values():
+        assert not any("Sort" in step or "TEMP B-TREE" in step for step in plan), plans
 
 
 DEEP = 35  # tasks before the deep page: seven pages of PAGE
@@ -171,14 +211,17 @@ async def test_a_deep_cursor_page_reads_no_more_rows_than_the_first(
 
     for statement, parameters in pages:
         if service_state(task_app).database.kind == "postgresql":
-            plan = await _postgres_plan(engine, statement, parameters)
-            # Each scan starts at the cursor: it reads the page, not the DEEP rows before it.
-            scans = [step for step in plan if step.startswith("Index") and " on tasks " in step]
-            assert len(scans) == 1, plan
-            assert int(scans[0].rsplit("=", 1)[1]) <= PAGE, plan
+            plans = await _postgres_plans(engine, statement, parameters)
+            for plan in plans.values():
+                # Each scan starts at the cursor: it reads the page, not the DEEP rows before.
+                scans = [s for s in plan if s.startswith("Index") and " on tasks " in s]
+                assert len(scans) == 1, plans
+                assert int(scans[0].rsplit("=", 1)[1]) <= PAGE, plans
         else:
             plan = await _sqlite_plan(engine, statement, parameters)
             # The index is searched from the cursor's key on (or from the first task without a
             # due date), not scanned from the user's first row.
             assert any("USING INDEX" in step and "(user_id=? AND " in step for step in plan), plan
-        assert not any("Sort" in step or "TEMP B-TREE" in step for step in plan), plan
+            plans = {"sqlite": plan}
+        for plan in plans.values():
+            assert not any("Sort" in step or "TEMP B-TREE" in step for step in plan), plans
