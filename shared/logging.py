@@ -103,17 +103,26 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes the lines logged during one turn of the event loop with one write.
+# How long a line logged in the event loop may wait to be written with those after it.
+FLUSH_INTERVAL_SECONDS = 0.05
+# Lines that are written at once, however recent the first: a burst holds no more than this.
+MAX_WAITING_LINES = 512
 
-    A write to the pipe the process manager reads is a system call that wakes the reader:
-    one per access line was the larger part of its cost under load (bench/history.md).
-    Lines logged in the loop's thread wait for the end of the turn (the loop runs the
-    flush before it waits for I/O again); lines logged where no loop runs are written at
-    once, after any still waiting, so the order is kept. `flush` and `close` (logging's
-    shutdown at exit calls both) write whatever waits. The handler holds the lines itself:
-    deferring only the stream's flush would still write each line on its own where stdout
-    writes through (PYTHONUNBUFFERED, as the image sets it).
+
+class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the lines logged in the event loop's thread within FLUSH_INTERVAL_SECONDS with
+    one write.
+
+    A write to the pipe the process manager reads is a system call that wakes the reader, a
+    Python process (supervisord) that copies it on: one per turn of the event loop cost the
+    list through the gateway about a fifth of its throughput (bench/history.md). Lines
+    logged in the loop's thread wait for a timer the first of them sets, or until
+    MAX_WAITING_LINES wait; lines logged where no loop runs are written at once, after any
+    still waiting, so the order is kept. `flush` and `close` (logging's shutdown at exit
+    calls both) write whatever waits: only a process killed outright loses its last
+    FLUSH_INTERVAL_SECONDS of lines. The handler holds the lines itself: deferring only the
+    stream's flush would still write each line on its own where stdout writes through
+    (PYTHONUNBUFFERED, as the image sets it).
 
     Its class also marks the handler this module installs, so that reconfiguring replaces
     only it.
@@ -122,7 +131,7 @@ class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._waiting: list[str] = []
-        # The loop a flush is scheduled on, if any (one per turn).
+        # The loop a flush is scheduled on, if any (one timer at a time).
         self._flush_on: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -139,11 +148,13 @@ class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except RuntimeError:
             self.flush()
             return
-        if self._flush_on is not loop:
+        if len(self._waiting) >= MAX_WAITING_LINES:
+            self.flush()
+        elif self._flush_on is not loop:
             self._flush_on = loop
-            loop.call_soon(self._flush_turn)
+            loop.call_later(FLUSH_INTERVAL_SECONDS, self._flush_due)
 
-    def _flush_turn(self) -> None:
+    def _flush_due(self) -> None:
         self.acquire()
         try:
             self._flush_on = None

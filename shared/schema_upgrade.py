@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import logging
 import os
 import pickle
 import signal
@@ -170,6 +171,8 @@ if __name__ == "__main__":
     from shared.schema_upgrade import main as run
 
     status = run()
+    # The log handler holds lines for a moment (shared.logging): written before the exit.
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     # Everything is closed and written: tearing down the interpreter's thousand modules

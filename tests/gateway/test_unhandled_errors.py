@@ -6,6 +6,7 @@ import pytest
 
 import gateway.middleware
 from tests.gateway.conftest import GatewayFactory
+from tests.support.logs import write_waiting_lines
 
 
 async def test_an_unhandled_error_is_a_500_with_request_id_security_and_cors_headers(
@@ -28,6 +29,7 @@ async def test_an_unhandled_error_is_a_500_with_request_id_security_and_cors_hea
     assert response.headers["x-request-id"] == "trace-gw-500"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+    write_waiting_lines()
     errors = [line for line in capsys.readouterr().out.splitlines() if "Unhandled error" in line]
     assert errors
     assert all("[trace-gw-500]" in line for line in errors)

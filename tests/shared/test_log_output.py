@@ -1,4 +1,5 @@
-"""When log lines reach stdout: once per turn of the event loop, at once from elsewhere."""
+"""When log lines reach stdout: together, a moment after the first, from the event loop; at
+once from elsewhere."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import IO, TYPE_CHECKING
 
 import pytest
 
-from shared.logging import configure_logging
+from shared.logging import FLUSH_INTERVAL_SECONDS, MAX_WAITING_LINES, configure_logging
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -35,6 +36,11 @@ def piped_stdout(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[IO[str], int
     os.close(read_end)
 
 
+async def _past_the_interval() -> None:
+    # The flush's timer was set first and ends first: it has run when this sleep ends.
+    await asyncio.sleep(FLUSH_INTERVAL_SECONDS * 2)
+
+
 def _written(read_end: int) -> str:
     try:
         return os.read(read_end, 65536).decode()
@@ -50,15 +56,16 @@ def test_without_a_running_loop_each_line_is_written_at_once(
     assert "tests.log_output: first" in _written(read_end)
 
 
-async def test_lines_of_one_turn_of_the_loop_are_written_together_before_the_next(
+async def test_lines_logged_in_the_loop_are_written_together_after_the_interval(
     piped_stdout: tuple[IO[str], int],
 ) -> None:
     _stream, read_end = piped_stdout
     for number in range(3):
         logger.info("line %d", number)
-    assert _written(read_end) == ""  # still this turn: nothing written yet
-
     await asyncio.sleep(0)
+    assert _written(read_end) == ""  # the next turn: still nothing written
+
+    await _past_the_interval()
 
     written = _written(read_end)
     assert [line.rsplit(": ", 1)[1] for line in written.splitlines()] == [
@@ -95,7 +102,7 @@ async def test_a_new_loop_gets_its_lines_written_after_one_closed_before_its_tur
     thread.start()
     thread.join()
     logger.info("in the running loop")
-    await asyncio.sleep(0)
+    await _past_the_interval()
 
     written = _written(read_end)
     assert "left in a closed loop" in written
@@ -112,7 +119,7 @@ class _CountedFile(io.FileIO):
         return super().write(data)
 
 
-async def test_lines_of_one_turn_are_one_write_where_stdout_writes_through(
+async def test_lines_of_one_interval_are_one_write_where_stdout_writes_through(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # stdout as PYTHONUNBUFFERED (the image's setting) makes it: each write is a system call.
@@ -125,7 +132,8 @@ async def test_lines_of_one_turn_are_one_write_where_stdout_writes_through(
     try:
         for number in range(3):
             logger.info("unbuffered %d", number)
-        await asyncio.sleep(0)
+            await asyncio.sleep(0)  # each in a turn of its own
+        await _past_the_interval()
         written = _written(read_end)
     finally:
         configure_logging("INFO", "unit")
@@ -134,6 +142,19 @@ async def test_lines_of_one_turn_are_one_write_where_stdout_writes_through(
 
     assert written.count("unbuffered") == 3
     assert file.writes == 1
+
+
+async def test_a_burst_of_lines_is_written_without_waiting_for_the_interval(
+    piped_stdout: tuple[IO[str], int],
+) -> None:
+    _stream, read_end = piped_stdout
+    for number in range(MAX_WAITING_LINES):
+        logger.info("burst %d", number)
+
+    written = b""
+    while chunk := _written(read_end).encode():
+        written += chunk
+    assert written.decode().count("burst") == MAX_WAITING_LINES
 
 
 async def test_flushing_at_exit_writes_what_waits(

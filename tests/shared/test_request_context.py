@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import httpx2
@@ -14,6 +13,7 @@ from starlette.routing import Route
 
 from shared.logging import configure_logging
 from shared.middleware import RequestContextMiddleware
+from tests.support.logs import write_waiting_lines
 
 logger = logging.getLogger("tests.request_context")
 
@@ -59,7 +59,7 @@ async def test_log_lines_carry_service_and_request_id(
     configure_logging("INFO", "unit")
 
     await client.get("/", headers={"X-Request-ID": "trace-me-1"})
-    await asyncio.sleep(0)  # the lines of a turn of the loop are written at its end
+    write_waiting_lines()
 
     lines = [line for line in capsys.readouterr().out.splitlines() if "trace-me-1" in line]
     assert any("tests.request_context: handling" in line for line in lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx2
@@ -15,10 +14,12 @@ from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from task_service.app import create_app as create_task_app
 from task_service.settings import TaskSettings
 from tests.support.asgi import serving
+from tests.support.logs import write_waiting_lines
 from tests.support.tokens import SECRET_KEY
 
 
 def _log_lines(capsys: pytest.CaptureFixture[str], marker: str) -> list[str]:
+    write_waiting_lines()
     return [line for line in capsys.readouterr().out.splitlines() if marker in line]
 
 
@@ -59,8 +60,6 @@ async def test_an_error_after_the_response_started_cuts_it_short_and_is_logged(
         # Re-raised, so the server drops the connection rather than end a broken response.
         with pytest.raises(RuntimeError, match="boom"):
             await client.get("/", headers={"X-Request-ID": "trace-late"})
-    await asyncio.sleep(0)  # the lines of a turn of the loop are written at its end
-
     errors = _log_lines(capsys, "Unhandled error on GET /")
     assert errors
     assert all("[trace-late]" in line for line in errors)
