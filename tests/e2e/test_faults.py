@@ -54,6 +54,13 @@ async def stack(
         await drop_stack_schemas_async(postgres_url, running)
 
 
+@pytest.fixture(autouse=True)
+async def _database_back_after_each_test(db_proxy: TcpProxy) -> AsyncIterator[None]:
+    """A test that fails mid-outage must not leave the next ones without a database."""
+    yield
+    await db_proxy.restore()
+
+
 async def _sign_up(client: httpx2.AsyncClient, email: str) -> tuple[dict[str, str], str]:
     response = await client.post(
         "/auth/register", json={"email": email, "password": "correct horse"}

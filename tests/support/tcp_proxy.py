@@ -18,6 +18,9 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        # Bumped by every cut: a connection accepted before a cut whose upstream connect
+        # finishes after it must not outlive the outage.
+        self._generation = 0
         self._flowing = asyncio.Event()
         self._flowing.set()
 
@@ -26,6 +29,7 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def cut(self) -> None:
+        self._generation += 1
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -37,7 +41,9 @@ class TcpProxy:
         self._flowing.set()
 
     async def restore(self) -> None:
-        await self.start()
+        """Listens again, unless the proxy is already serving."""
+        if self._server is None:
+            await self.start()
 
     def stall(self) -> None:
         self._flowing.clear()
@@ -46,12 +52,17 @@ class TcpProxy:
         self._flowing.set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        generation = self._generation
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 self.target_host, self.target_port
             )
         except OSError:
             writer.close()
+            return
+        if generation != self._generation:
+            writer.close()
+            upstream_writer.close()
             return
         self._writers.update({writer, upstream_writer})
 
