@@ -146,10 +146,10 @@ class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.flush()
+            self._write_waiting()
             return
         if len(self._waiting) >= MAX_WAITING_LINES:
-            self.flush()
+            self._write_waiting()
         elif self._flush_on is not loop:
             self._flush_on = loop
             loop.call_later(FLUSH_INTERVAL_SECONDS, self._flush_due)
@@ -158,28 +158,36 @@ class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.acquire()
         try:
             self._flush_on = None
-            self.flush()
+            self._write_waiting()
         finally:
             self.release()
 
+    def _write_waiting(self) -> None:
+        # As logging's handlers treat a failed emit: report, never raise into the caller.
+        try:
+            self.flush()
+        except Exception:
+            if logging.raiseExceptions:
+                traceback.print_exc(file=sys.stderr)
+
     def flush(self) -> None:
+        """Writes the waiting lines. Raises what the stream raises, as StreamHandler.flush
+        does: logging's shutdown at exit ignores a stream already closed."""
         self.acquire()
         try:
             if self._waiting:
                 text = "".join(self._waiting)
                 self._waiting.clear()
-                try:
-                    self.stream.write(text)
-                except Exception:  # as logging's own handlers do: report, never raise
-                    if logging.raiseExceptions:
-                        traceback.print_exc(file=sys.stderr)
+                self.stream.write(text)
             super().flush()
         finally:
             self.release()
 
     def close(self) -> None:
-        self.flush()
-        super().close()
+        try:
+            self.flush()
+        finally:
+            super().close()
 
 
 def configure_logging(level: str, service: str, log_format: str = "text") -> None:

@@ -157,14 +157,33 @@ async def test_a_burst_of_lines_is_written_without_waiting_for_the_interval(
     assert written.decode().count("burst") == MAX_WAITING_LINES
 
 
+def _flush_every_handler() -> None:
+    # What logging.shutdown does for every handler when the interpreter exits.
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 async def test_flushing_at_exit_writes_what_waits(
     piped_stdout: tuple[IO[str], int],
 ) -> None:
     _stream, read_end = piped_stdout
     logger.info("logged just before the process ends")
 
-    # What logging.shutdown does for every handler when the interpreter exits.
-    for handler in logging.getLogger().handlers:
-        handler.flush()
+    _flush_every_handler()
 
     assert "logged just before the process ends" in _written(read_end)
+
+
+async def test_a_closed_stdout_fails_the_timer_quietly_and_exits_cleanly(
+    piped_stdout: tuple[IO[str], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream, _read_end = piped_stdout
+    logger.info("waiting when stdout closes")
+    stream.close()
+    await _past_the_interval()  # the timer's write fails: reported, not raised
+    logger.info("waiting at exit")
+
+    # The ValueError logging.shutdown ignores, as StreamHandler raises it on a closed stream.
+    with pytest.raises(ValueError, match="closed file"):
+        _flush_every_handler()
+    assert "ValueError: I/O operation on closed file" in capsys.readouterr().err
