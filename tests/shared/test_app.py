@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from auth_service.settings import AuthSettings
 from gateway.app import create_app as create_gateway_app
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
-from shared.app import attach_state, create_base_app, state_of
+from shared.app import YOUNG_COLLECTION_THRESHOLD, attach_state, create_base_app, state_of
 from shared.deps import ServiceState
 from shared.middleware import RequestContextMiddleware, UnhandledErrorMiddleware
 from shared.settings import CommonSettings
@@ -117,6 +119,39 @@ async def test_teardown_runs_when_start_up_fails() -> None:
             pass
 
     assert closed == ["first", "second"], "each teardown step runs, in order, even after one fails"
+
+
+class _Cyclic:
+    """An object that only the garbage collector frees: it refers to itself."""
+
+    def __init__(self) -> None:
+        self.itself = self
+
+
+@pytest.mark.parametrize("make", [p[1] for p in PROCESSES], ids=[p[0] for p in PROCESSES])
+async def test_every_process_serves_with_its_start_up_heap_frozen(
+    tmp_path: Path, make: Callable[[Path], FastAPI]
+) -> None:
+    before = gc.get_threshold()
+    app = make(tmp_path)
+    # Alive at start-up, dropped while the app serves: frozen, it is kept until the end.
+    made_at_start_up = _Cyclic()
+    gone = weakref.ref(made_at_start_up)
+
+    async with LifespanManager(app):
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
+        assert gc.get_freeze_count() > 0
+        del made_at_start_up
+        gc.collect()
+        assert gone() is not None, "a frozen object is out of the collector's reach"
+        made_while_serving = weakref.ref(_Cyclic())
+        gc.collect()
+        assert made_while_serving() is None, "what the app makes is collected as usual"
+
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert gone() is None, "after shutdown, what start-up made can be collected again"
 
 
 def test_the_state_is_set_once_and_read_back_typed() -> None:
