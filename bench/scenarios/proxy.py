@@ -7,8 +7,10 @@ throughput against nginx's, and the CPU time of each proxy per request.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import httpx2
 from starlette.types import Receive, Scope, Send
 
 from bench import stack as bench_stack
@@ -23,6 +25,9 @@ BODY_BYTES = 2048
 GATEWAY_CPU_LIMIT_MS = 0.2
 GATEWAY_RATE_LIMIT = 5000
 PATH = "/api/static-user/tasks"
+# The gateway's /metrics answers only this bearer token.
+METRICS_TOKEN = "bench-metrics-token"
+_COLLECTIONS = re.compile(r'^python_gc_collections_total\{generation="(\d)"\} (\S+)$', re.MULTILINE)
 
 
 def static_body(size: int = BODY_BYTES) -> bytes:
@@ -71,7 +76,7 @@ def measure(run: Run) -> dict[str, Any]:
         ) as floor,
     ):
         # A stack of its own, on SQLite, whose gateway sends the task routes to the upstream.
-        proxied = bench_stack.start(TASK_SERVICE_URL=upstream.url)
+        proxied = bench_stack.start(TASK_SERVICE_URL=upstream.url, METRICS_TOKEN=METRICS_TOKEN)
         try:
             gateway_pid = proxied.processes()["gateway"]
             paths = {
@@ -83,9 +88,12 @@ def measure(run: Run) -> dict[str, Any]:
             runs: dict[str, list[WrkResult]] = {name: [] for name in paths}
             cpu = dict.fromkeys(paths, 0.0)
             requests = dict.fromkeys(paths, 0)
+            collections = {"0": 0.0, "1": 0.0, "2": 0.0}
             # Interleaved, so drift on a shared machine hits every path alike.
             for _ in range(run.repeats):
                 for name, (base, pid) in paths.items():
+                    counted = name == "gateway"
+                    before = _collections(proxied.base_url) if counted else {}
                     with CpuMeter({name: pid}) as meter:
                         result = run.wrk(
                             base + PATH,
@@ -96,6 +104,10 @@ def measure(run: Run) -> dict[str, Any]:
                     runs[name].append(result)
                     cpu[name] += meter.seconds[name]
                     requests[name] += result.requests
+                    if counted:
+                        after = _collections(proxied.base_url)
+                        for generation in collections:
+                            collections[generation] += after[generation] - before[generation]
         finally:
             proxied.stop()
     for name in paths:
@@ -104,6 +116,15 @@ def measure(run: Run) -> dict[str, Any]:
     print(
         "  CPU per request: "
         + ", ".join(f"{name} {ms:.4f} ms" for name, ms in data["cpu_ms_per_request"].items()),
+        flush=True,
+    )
+    per_thousand = 1000 / max(requests["gateway"], 1)
+    data["gateway_collections_per_1000"] = {
+        generation: round(count * per_thousand, 3) for generation, count in collections.items()
+    }
+    print(
+        "  gateway garbage collections per 1,000 requests, by generation: "
+        + ", ".join(f"{g} {n}" for g, n in data["gateway_collections_per_1000"].items()),
         flush=True,
     )
     headline = run.results.headline
@@ -115,6 +136,21 @@ def measure(run: Run) -> dict[str, Any]:
     headline["client_alone_cpu_ms_per_proxied_request"] = cpu_ms["client_alone"]
     headline["gateway_vs_client_alone_cpu"] = ratio(cpu_ms["gateway"], cpu_ms["client_alone"])
     return data
+
+
+def _collections(base_url: str) -> dict[str, float]:
+    """The gateway's garbage collections so far, by generation (from its /metrics)."""
+    answer = httpx2.get(
+        base_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+    )
+    answer.raise_for_status()
+    return collections_in(answer.text)
+
+
+def collections_in(metrics: str) -> dict[str, float]:
+    """Garbage collections by generation, read from a Prometheus exposition."""
+    counts = dict(_COLLECTIONS.findall(metrics))
+    return {generation: float(counts[generation]) for generation in ("0", "1", "2")}
 
 
 def targets(results: Results) -> list[dict[str, Any]]:
@@ -160,6 +196,20 @@ def section(results: Results) -> list[str]:
         "`client_alone` is the floor of the gateway's choice of server and client: its CPU per",
         "request is what the gateway would cost with none of its own work (header rules,",
         "limits, request ids, logs, metrics, CORS, disconnect handling).",
+        "",
+        *_collections_lines(data),
+    ]
+
+
+def _collections_lines(data: dict[str, Any]) -> list[str]:
+    counts = data.get("gateway_collections_per_1000")
+    if counts is None:  # results written before the scenario counted them
+        return []
+    return [
+        "The gateway's garbage collections while wrk ran on it, per 1,000 requests, by",
+        "generation (0 young, 2 full; its `python_gc_collections_total`): "
+        + ", ".join(f"{generation}: {count}" for generation, count in counts.items())
+        + ".",
         "",
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from bench.report import markdown
 from bench.scenario import Results, Scenario, target, wrk_table
 from bench.scenarios import SCENARIOS
 from bench.scenarios.deep_pages import next_cursor
-from bench.scenarios.proxy import static_body
+from bench.scenarios.proxy import collections_in, static_body
+from shared.metrics import render_metrics
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -97,3 +99,12 @@ def test_the_static_upstream_answers_2_kib_of_json() -> None:
 
     assert len(body) == 2048
     assert isinstance(json.loads(body), list)
+
+
+def test_garbage_collections_are_read_from_a_process_metrics() -> None:
+    before = collections_in(render_metrics()[0].decode())
+    gc.collect()
+    after = collections_in(render_metrics()[0].decode())
+
+    assert set(before) == {"0", "1", "2"}
+    assert after["2"] >= before["2"] + 1
