@@ -193,13 +193,16 @@ class _ServiceHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure_logging(level: str, service: str, log_format: str = "text") -> None:
     """Send every logger, uvicorn's included, through one handler on stdout, as text or
     (`log_format="json"`) as one JSON object per line."""
-    # Neither format shows the caller, thread or process of a line: logging need not look
-    # them up for each record (the logging HOWTO's "Optimization"), a tenth of an access
-    # line's cost.
+    # Neither format shows the caller, thread, process or task of a line: logging need not
+    # look them up for each record (the logging HOWTO's "Optimization"), a tenth of an
+    # access line's cost.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    # Python 3.12 and later (the image's): the asyncio task's name, 90 ns of each record.
+    # (Type-checked as 3.11, whose logging has no such flag.)
+    logging.logAsyncioTasks = False  # type: ignore[attr-defined]
     handler = _ServiceHandler(sys.stdout)
     handler.addFilter(_ContextFilter(service))
     formatter = JSONFormatter() if log_format == "json" else _EscapingFormatter(LOG_FORMAT)
