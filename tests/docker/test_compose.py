@@ -112,6 +112,23 @@ def _project_health(daemon: Daemon, project: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in listing.splitlines())
 
 
+def _logs_of_unhealthy(daemon: Daemon, project: str, health: dict[str, str]) -> str:
+    """The last lines each container not (yet) healthy wrote: why it is not."""
+    listing = daemon.run(
+        "ps",
+        "--all",
+        f"--filter=label=com.docker.compose.project={project}",
+        '--format={{.ID}} {{.Label "com.docker.compose.service"}}',
+    ).stdout
+    logs = []
+    for line in listing.splitlines():
+        container, service = line.split(" ", 1)
+        if "(healthy)" not in health.get(service, ""):
+            written = daemon.run("logs", "--tail=40", container, check=False)
+            logs.append(f"--- {service} ---\n{written.stdout}{written.stderr}")
+    return "\n".join(logs)
+
+
 def _serve_and_check(daemon: Daemon, project: str, gateway: str) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -120,7 +137,8 @@ def _serve_and_check(daemon: Daemon, project: str, gateway: str) -> None:
             break
         time.sleep(1)
     else:
-        raise AssertionError(f"not every service turned healthy: {health}")
+        logs = _logs_of_unhealthy(daemon, project, health)
+        raise AssertionError(f"not every service turned healthy: {health}\n{logs}")
     with httpx2.Client(base_url=gateway, timeout=10) as client:
         assert client.get("/health").status_code == 200
         registered = client.post(

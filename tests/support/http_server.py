@@ -4,18 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel picks for outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+# Below the ephemeral range. A port found by binding port 0 is an ephemeral one: any
+# connection made before the server meant for it binds (a stack's or a container's process,
+# seconds later) can be given it as its own local port, and the server fails to start.
+_PORTS = range(10000, min(ephemeral_ports().start, 32768))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing is bound to now, and that no outgoing connection will take."""
+    for _ in range(200):
+        # Where the ephemeral range starts lower than usual, any free port must do.
+        port = random.choice(_PORTS) if _PORTS else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            bound: int = sock.getsockname()[1]
+            return bound
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 class _Server(uvicorn.Server):
