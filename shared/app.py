@@ -48,10 +48,10 @@ StateT = TypeVar("StateT")
 _STATE_ATTRIBUTE = "process"
 
 # While an app serves, the collector scans its young objects once this many more container
-# objects were made than freed (CPython's default is 700). The requests in flight hold a
-# few hundred such objects each, none of them garbage for long: at 700 the collector ran
-# every dozen requests or so and found next to nothing, and its full collections scanned
-# every object start-up made (bench/history.md: a sixth of the gateway's CPU per request).
+# objects were made than freed (CPython's default is 700). The requests in flight hold that
+# many between them, next to none of them garbage: at 700 the saturated gateway collected
+# every 17 requests to find almost nothing, and the full collections this led to scanned
+# every object start-up made (bench/history.md: 34 us of each proxied request).
 YOUNG_COLLECTION_THRESHOLD = 7_000
 
 
