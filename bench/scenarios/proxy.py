@@ -7,10 +7,10 @@ throughput against nginx's, and the CPU time of each proxy per request.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import httpx2
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Receive, Scope, Send
 
 from bench import stack as bench_stack
@@ -27,7 +27,7 @@ GATEWAY_RATE_LIMIT = 5000
 PATH = "/api/static-user/tasks"
 # The gateway's /metrics answers only this bearer token.
 METRICS_TOKEN = "bench-metrics-token"
-_COLLECTIONS = re.compile(r'^python_gc_collections_total\{generation="(\d)"\} (\S+)$', re.MULTILINE)
+_GENERATIONS = ("0", "1", "2")
 
 
 def static_body(size: int = BODY_BYTES) -> bytes:
@@ -88,7 +88,7 @@ def measure(run: Run) -> dict[str, Any]:
             runs: dict[str, list[WrkResult]] = {name: [] for name in paths}
             cpu = dict.fromkeys(paths, 0.0)
             requests = dict.fromkeys(paths, 0)
-            collections = {"0": 0.0, "1": 0.0, "2": 0.0}
+            collections = dict.fromkeys(_GENERATIONS, 0.0)
             # Interleaved, so drift on a shared machine hits every path alike.
             for _ in range(run.repeats):
                 for name, (base, pid) in paths.items():
@@ -149,8 +149,13 @@ def _collections(base_url: str) -> dict[str, float]:
 
 def collections_in(metrics: str) -> dict[str, float]:
     """Garbage collections by generation, read from a Prometheus exposition."""
-    counts = dict(_COLLECTIONS.findall(metrics))
-    return {generation: float(counts[generation]) for generation in ("0", "1", "2")}
+    counts = {
+        sample.labels["generation"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "python_gc_collections_total"
+    }
+    return {generation: counts[generation] for generation in _GENERATIONS}
 
 
 def targets(results: Results) -> list[dict[str, Any]]:
